@@ -1,0 +1,1 @@
+"""Data utilities: task definitions, readers/writers, metrics, logging."""
