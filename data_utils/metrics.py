@@ -31,7 +31,13 @@ import numpy as np
 from scipy.stats import pearsonr, spearmanr
 from seqeval.metrics import classification_report as seqeval_classification_report
 from seqeval.metrics import f1_score as seqeval_f1_score
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, matthews_corrcoef, roc_auc_score
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    matthews_corrcoef,
+    roc_auc_score,
+)
 
 from data_utils.squad_eval import find_best_threshold, squad_v1_scores, squad_v2_scores
 from data_utils.task_def import Metric

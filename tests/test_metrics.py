@@ -6,7 +6,13 @@ import math
 
 import pytest
 
-from data_utils.metrics import METRIC_FUNCTIONS, calc_metrics, filter_sequences, score_matrix, seqeval_report
+from data_utils.metrics import (
+    METRIC_FUNCTIONS,
+    calc_metrics,
+    filter_sequences,
+    score_matrix,
+    seqeval_report,
+)
 from data_utils.squad_eval import (
     apply_null_threshold,
     find_best_threshold,
