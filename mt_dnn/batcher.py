@@ -1,0 +1,411 @@
+"""From tokenized JSON lines to padded tensors: per-task datasets, the collater, word dropout.
+
+``TaskDataset`` loads one ``{name}_{split}.json`` file (SPEC §3.3), checks every line and
+truncates over-long training examples (never drops them). ``MultiTaskDataset`` maps the
+sampler's ``(dataset_index, sample_index)`` pairs to samples, and ``Collater`` pads one
+dataset's samples into a ``Batch``. The sampler (paper's Algorithm 1) is in
+``mt_dnn/sampler.py`` and re-exported here, where upstream kept it.
+
+Training::
+
+    loader = DataLoader(MultiTaskDataset(train_sets), batch_sampler=MultiTaskBatchSampler(train_sets, 32),
+                        collate_fn=Collater(tokenizer.pad_token_id, 512), num_workers=2)
+
+Evaluation, sharded over ``world_size`` ranks: ``build_eval_loader`` gives rank ``r`` the
+``r``-th of ``world_size`` contiguous, equally long shards (the last one padded by repeating
+the final example, so every rank runs the same number of batches). Gather each rank's
+per-sample outputs in rank order, concatenate, and keep the first ``len(dataset)``
+(``unshard``): that is the dataset's own order.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+
+from data_utils.errors import MTDNNInputError
+from data_utils.file_io import iter_lines
+from data_utils.task_def import DataFormat, TaskDef
+from mt_dnn.sampler import MultiTaskBatchSampler, shard_batch
+from mt_dnn.tasks import get_task_handler
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "Batch",
+    "Collater",
+    "Item",
+    "MultiTaskBatchSampler",
+    "MultiTaskDataset",
+    "TaskDataset",
+    "apply_word_dropout",
+    "build_eval_loader",
+    "shard_batch",
+    "shard_indices",
+    "unshard",
+]
+
+# Per-token keys cut together when a training example is truncated.
+_PER_TOKEN_KEYS = ("token_id", "type_id", "attention_mask", "mask", "offset_mapping")
+
+
+class Item(NamedTuple):
+    """One sample as the collater receives it, with the dataset it came from."""
+
+    dataset: str
+    task_def: TaskDef
+    sample: dict
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _int_list(value: Any, field: str) -> list[int]:
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"field {field!r} must be a non-empty list of token ids")
+    # type() rather than isinstance: rejects bools, and runs at C speed over millions of ids.
+    if not set(map(type, value)) <= {int}:
+        raise ValueError(f"field {field!r} must hold integers only")
+    return value
+
+
+def _cut(values: list, max_len: int) -> list:
+    """Keep the first ``max_len - 1`` entries and the original last one (the final [SEP])."""
+    return values[: max_len - 1] + values[-1:]
+
+
+class TaskDataset(torch.utils.data.Dataset):
+    """All examples of one tokenized JSON-lines file, checked line by line."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        task_def: TaskDef,
+        dataset_name: str,
+        max_seq_len: int | None = None,
+        is_train: bool = False,
+    ):
+        if max_seq_len is not None and max_seq_len < 2:
+            raise MTDNNInputError(f"--max_seq_len must be at least 2, got {max_seq_len}")
+        self.path = Path(path)
+        self.task_def = task_def
+        self.dataset_name = dataset_name
+        self.max_seq_len = max_seq_len
+        self.is_train = is_train
+        self.samples: list[dict] = []
+        self._lengths: list[int] = []
+        self.n_truncated = 0
+        self._load()
+
+    def _load(self) -> None:
+        pairwise_size: int | None = None
+        soft_label_size: int | None = None
+        first_line: int | None = None
+        for line_no, line in iter_lines(self.path):
+            if not line:
+                continue
+            try:
+                sample = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise MTDNNInputError(f"malformed JSON: {err.msg} (column {err.colno})", self.path, line_no) from None
+            try:
+                if not isinstance(sample, dict):
+                    raise ValueError("a line must hold one JSON object")
+                length, k = self._check(sample)
+                soft = self._check_soft_label(sample)
+            except (ValueError, KeyError, TypeError) as err:
+                message = f"missing key {err.args[0]!r}" if isinstance(err, KeyError) else str(err)
+                raise MTDNNInputError(message, self.path, line_no) from None
+            if first_line is None:
+                first_line, pairwise_size, soft_label_size = line_no, k, soft
+            elif k != pairwise_size:
+                raise MTDNNInputError(
+                    f"{k} hypotheses where line {first_line} has {pairwise_size}; all must have the same number",
+                    self.path,
+                    line_no,
+                )
+            elif soft != soft_label_size:
+                raise MTDNNInputError(
+                    f"'softlabel' of size {soft} where line {first_line} has {soft_label_size}; "
+                    "every line needs one of the same size, or none at all",
+                    self.path,
+                    line_no,
+                )
+            if self.is_train and self.max_seq_len is not None and length > self.max_seq_len:
+                length = self._truncate(sample)
+                self.n_truncated += 1
+            self.samples.append(sample)
+            self._lengths.append(length)
+        if not self.samples:
+            raise MTDNNInputError("no examples: the file is empty", self.path)
+        logger.info(
+            "loaded %d examples of %s from %s%s",
+            len(self.samples),
+            self.dataset_name,
+            self.path,
+            f" ({self.n_truncated} truncated to --max_seq_len {self.max_seq_len})" if self.n_truncated else "",
+        )
+
+    def _check(self, sample: dict) -> tuple[int, int | None]:
+        """Validate one sample in place (uid → str, mask built); returns (length, hypotheses)."""
+        fmt = self.task_def.data_format
+        sample["uid"] = str(sample["uid"])
+        label = sample["label"]
+        if fmt == DataFormat.PremiseAndMultiHypothesis:
+            return self._check_multi(sample, label)
+        tokens = _int_list(sample["token_id"], "token_id")
+        types = _int_list(sample["type_id"], "type_id")
+        if len(types) != len(tokens):
+            raise ValueError(f"token_id has {len(tokens)} entries but type_id has {len(types)}")
+        if fmt == DataFormat.CLUE_SPAN and "attention_mask" not in sample:
+            sample["attention_mask"] = sample["mask"]
+        mask = sample.setdefault("attention_mask", [1] * len(tokens))
+        if len(_int_list(mask, "attention_mask")) != len(tokens):
+            raise ValueError(f"token_id has {len(tokens)} entries but attention_mask has {len(mask)}")
+        if fmt == DataFormat.Seqence:
+            self._check_tags(label, len(tokens))
+        elif fmt == DataFormat.CLUE_SPAN:
+            self._check_span(label, len(tokens))
+        else:
+            self._check_scalar(label)
+        return len(tokens), None
+
+    def _check_multi(self, sample: dict, label: Any) -> tuple[int, int]:
+        token_rows, type_rows = sample["token_id"], sample["type_id"]
+        if not isinstance(token_rows, list) or not token_rows or not isinstance(type_rows, list):
+            raise ValueError("token_id and type_id must be lists with one token list per hypothesis")
+        k = len(token_rows)
+        lengths = [len(_int_list(tokens, f"token_id[{h}]")) for h, tokens in enumerate(token_rows)]
+        mask_rows = sample.setdefault("attention_mask", [[1] * n for n in lengths])
+        if len(type_rows) != k or not isinstance(mask_rows, list) or len(mask_rows) != k:
+            raise ValueError(f"token_id has {k} hypotheses but type_id or attention_mask has another number")
+        for h, (n, types, mask) in enumerate(zip(lengths, type_rows, mask_rows)):
+            if len(_int_list(types, f"type_id[{h}]")) != n or len(_int_list(mask, f"attention_mask[{h}]")) != n:
+                raise ValueError(f"hypothesis {h}: token_id, type_id and attention_mask differ in length")
+        for key in ("ruid", "olabel"):
+            if key in sample and (not isinstance(sample[key], list) or len(sample[key]) != k):
+                raise ValueError(f"{key!r} must list one entry per hypothesis ({k})")
+        if not _is_int(label) or not 0 <= label < k:
+            raise ValueError(f"label {label!r} is not the index of one of the {k} hypotheses")
+        return max(lengths), k
+
+    def _check_scalar(self, label: Any) -> None:
+        n_class = self.task_def.n_class
+        # A single output on a one-label-per-example format is a score (regression, SPEC §2).
+        if n_class == 1:
+            if not _is_number(label):
+                raise ValueError(f"label {label!r} is not a finite number")
+        elif not _is_int(label) or not 0 <= label < n_class:
+            raise ValueError(f"label {label!r} is not a class id in [0, {n_class})")
+
+    def _check_tags(self, label: Any, n_tokens: int) -> None:
+        n_class = self.task_def.n_class
+        if not isinstance(label, list) or len(label) != n_tokens:
+            raise ValueError(f"label must list one tag id per token ({n_tokens}), got {label!r}")
+        for tag in label:
+            if not _is_int(tag) or not 0 <= tag < n_class:
+                raise ValueError(f"tag id {tag!r} is not in [0, {n_class})")
+
+    def _check_span(self, label: Any, n_tokens: int) -> None:
+        if not isinstance(label, list) or len(label) != 3 or not all(_is_int(v) for v in label):
+            raise ValueError(f"label must be [start, end, is_impossible], got {label!r}")
+        start, end, _ = label
+        if not 0 <= start <= end < n_tokens:
+            raise ValueError(f"answer span {start}..{end} is not inside the {n_tokens} tokens")
+
+    def _check_soft_label(self, sample: dict) -> int | None:
+        soft = sample.get("softlabel")
+        if soft is None:
+            return None
+        if not isinstance(soft, list) or not soft or not all(_is_number(v) for v in soft):
+            raise ValueError(f"'softlabel' must be a non-empty list of numbers, got {soft!r}")
+        return len(soft)
+
+    def _truncate(self, sample: dict) -> int:
+        """Cut an over-long training example to ``max_seq_len`` in place; returns the new length."""
+        max_len = self.max_seq_len
+        fmt = self.task_def.data_format
+        if fmt == DataFormat.PremiseAndMultiHypothesis:
+            for key in ("token_id", "type_id", "attention_mask"):
+                sample[key] = [_cut(row, max_len) if len(row) > max_len else row for row in sample[key]]
+            return max(len(row) for row in sample["token_id"])
+        n_tokens = len(sample["token_id"])
+        for key in _PER_TOKEN_KEYS:
+            if isinstance(sample.get(key), list) and len(sample[key]) == n_tokens:
+                sample[key] = _cut(sample[key], max_len)
+        if fmt == DataFormat.Seqence:
+            sample["label"] = _cut(sample["label"], max_len)
+        elif fmt == DataFormat.CLUE_SPAN:
+            start, end, impossible = sample["label"]
+            if end >= max_len - 1:
+                # The answer fell off the window: point at [CLS], as for any window without it.
+                sample["label"] = [0, 0, impossible]
+        return max_len
+
+    def lengths(self) -> list[int]:
+        """Token length of every example (the longest hypothesis for multi-hypothesis data)."""
+        return list(self._lengths)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> Item:
+        return Item(self.dataset_name, self.task_def, self.samples[index])
+
+
+class MultiTaskDataset(torch.utils.data.Dataset):
+    """Several ``TaskDataset``s addressed by the sampler's ``(dataset_index, sample_index)``."""
+
+    def __init__(self, datasets: Sequence[TaskDataset]):
+        self.datasets = list(datasets)
+
+    def __len__(self) -> int:
+        return sum(len(dataset) for dataset in self.datasets)
+
+    def __getitem__(self, index: tuple[int, int]) -> Item:
+        dataset_index, sample_index = index
+        return self.datasets[dataset_index][sample_index]
+
+
+@dataclass
+class Batch:
+    """One padded batch of one dataset, ready for the network."""
+
+    dataset: str
+    task_def: TaskDef
+    input_ids: torch.Tensor  # [N, L]; multi-hypothesis: N = B * k rows, sample-major
+    token_type_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    labels: torch.Tensor
+    uids: list[str]
+    pairwise_size: int = 1
+    soft_labels: torch.Tensor | None = None
+    samples: list[dict] | None = None
+
+    def _map_tensors(self, fn) -> Batch:
+        changes = {f.name: fn(getattr(self, f.name)) for f in fields(self) if isinstance(getattr(self, f.name), torch.Tensor)}
+        return replace(self, **changes)
+
+    def to(self, device: torch.device | str) -> Batch:
+        """A copy with every tensor on ``device``."""
+        # Asynchronous only from pinned memory, where it is safe.
+        return self._map_tensors(lambda t: t.to(device, non_blocking=t.is_pinned()))
+
+    def pin_memory(self) -> Batch:
+        """A copy in pinned memory (lets ``DataLoader(pin_memory=True)`` handle batches)."""
+        return self._map_tensors(lambda t: t.pin_memory())
+
+    @property
+    def batch_size(self) -> int:
+        """Number of samples B (not rows)."""
+        return len(self.uids)
+
+
+class Collater:
+    """Pads a list of one dataset's items into a ``Batch`` (``collate_fn`` of a DataLoader)."""
+
+    def __init__(self, pad_token_id: int, max_seq_len: int, do_padding: bool = False, keep_samples: bool = False):
+        self.pad_token_id = pad_token_id
+        self.max_seq_len = max_seq_len
+        self.do_padding = do_padding
+        self.keep_samples = keep_samples
+
+    def __call__(self, items: Sequence[Item]) -> Batch:
+        """Collate ``items`` (all from one dataset) into padded tensors and labels."""
+        if not items:
+            raise ValueError("cannot collate an empty batch")
+        dataset, task_def = items[0].dataset, items[0].task_def
+        if any(item.dataset != dataset for item in items):
+            raise ValueError(f"a batch mixes datasets: {sorted({item.dataset for item in items})}")
+        samples = [item.sample for item in items]
+        pairwise = task_def.data_format == DataFormat.PremiseAndMultiHypothesis
+        if pairwise:
+            k = len(samples[0]["token_id"])
+            rows = [
+                (s["token_id"][h], s["type_id"][h], s["attention_mask"][h]) for s in samples for h in range(k)
+            ]
+        else:
+            k = 1
+            rows = [(s["token_id"], s["type_id"], s["attention_mask"]) for s in samples]
+        seq_len = max(len(tokens) for tokens, _, _ in rows)
+        if self.do_padding:
+            seq_len = max(seq_len, self.max_seq_len)
+        input_ids = torch.full((len(rows), seq_len), self.pad_token_id, dtype=torch.long)
+        token_type_ids = torch.zeros((len(rows), seq_len), dtype=torch.long)
+        attention_mask = torch.zeros((len(rows), seq_len), dtype=torch.long)
+        for row, (tokens, types, mask) in enumerate(rows):
+            n = len(tokens)
+            input_ids[row, :n] = torch.tensor(tokens, dtype=torch.long)
+            token_type_ids[row, :n] = torch.tensor(types, dtype=torch.long)
+            attention_mask[row, :n] = torch.tensor(mask, dtype=torch.long)
+        soft_labels = None
+        if all("softlabel" in s for s in samples):
+            soft_labels = torch.tensor([s["softlabel"] for s in samples], dtype=torch.float)
+        return Batch(
+            dataset=dataset,
+            task_def=task_def,
+            input_ids=input_ids,
+            token_type_ids=token_type_ids,
+            attention_mask=attention_mask,
+            labels=get_task_handler(task_def.task_type).prepare_labels(samples, seq_len),
+            uids=[s["uid"] for s in samples],
+            pairwise_size=k,
+            soft_labels=soft_labels,
+            samples=samples if self.keep_samples else None,
+        )
+
+
+def apply_word_dropout(
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    p: float,
+    unk_id: int,
+    special_ids: Sequence[int],
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """``--dropout_w``: a copy of ``input_ids`` where real, non-special tokens become UNK with probability ``p``."""
+    if p <= 0:
+        return input_ids
+    draws = torch.rand(input_ids.shape, generator=generator, device=generator.device).to(input_ids.device)
+    special = torch.isin(input_ids, torch.tensor(list(special_ids), dtype=input_ids.dtype, device=input_ids.device))
+    drop = (draws < p) & attention_mask.bool() & ~special
+    return input_ids.masked_fill(drop, unk_id)
+
+
+def shard_indices(n: int, rank: int, world_size: int) -> list[int]:
+    """Rank ``rank``'s contiguous share of ``range(n)``; all shares equally long (padded with ``n - 1``)."""
+    size = math.ceil(n / world_size)
+    return [min(i, n - 1) for i in range(rank * size, (rank + 1) * size)]
+
+
+def unshard(per_rank: Sequence[Sequence[Any]], n: int) -> list[Any]:
+    """Per-sample outputs gathered from every rank (in rank order) → the dataset's order."""
+    return [value for shard in per_rank for value in shard][:n]
+
+
+def build_eval_loader(
+    dataset: TaskDataset,
+    batch_size: int,
+    collater: Collater,
+    rank: int = 0,
+    world_size: int = 1,
+    num_workers: int = 0,
+) -> torch.utils.data.DataLoader:
+    """A sequential loader over ``dataset`` (or rank ``rank``'s shard of it; see ``unshard``)."""
+    source: torch.utils.data.Dataset = dataset
+    if world_size > 1:
+        source = torch.utils.data.Subset(dataset, shard_indices(len(dataset), rank, world_size))
+    return torch.utils.data.DataLoader(
+        source, batch_size=batch_size, shuffle=False, collate_fn=collater, num_workers=num_workers
+    )

@@ -1,0 +1,248 @@
+"""The multi-task batch sampler: the paper's Algorithm 1, reshuffled every epoch (SPEC §6).
+
+Every epoch, each task's examples are shuffled and cut into batches, and the batches of all
+tasks are shuffled together, so a task comes up in proportion to its number of batches. The
+order is a pure function of ``(seed, epoch)``: resuming a run is ``set_epoch(e, start=done)``.
+
+Options, as upstream's flags:
+- ``mix_opt > 0``: the auxiliary tasks' batches first (shuffled), then the main task's (the
+  first dataset).
+- ``ratio r > 0`` with two tasks or more: all main-task batches plus
+  ``int(min(r * n_main, n_aux))`` auxiliary batches drawn without replacement from the
+  pooled auxiliary batches, a fresh draw every epoch.
+- ``sampling="temperature"``: the epoch keeps the total number of batches, but each step's
+  task is drawn with probability proportional to ``n_batches ** (1 / T)``; a task whose
+  batches run out is reshuffled and reused.
+- ``data_sort_on``: examples of a task are sorted by length before cutting (ties in a fresh
+  random order), so a batch holds examples of similar length.
+- ``bin_on``: examples go into length bins of ``bin_size`` tokens; bin ``k`` (lengths in
+  ``(k*bin_size, (k+1)*bin_size]``) is cut into batches of
+  ``max(1, int(batch_size * bin_grow_ratio**k))``, so long examples come in smaller batches.
+  Either way each example is still used once per epoch, and the batches are shuffled.
+
+Distributed (``world_size > 1``): every rank builds the same global order and takes its
+contiguous shard of each global batch, so all ranks run the same task at every step and the
+shards of a step are disjoint. A global batch whose size is not a multiple of
+``world_size`` (including one smaller than ``world_size``) is first padded by repeating its
+own examples from the start, so no shard is ever empty; those few examples count twice in
+that step. ``batch_size`` is the global batch size (as upstream).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from data_utils.errors import MTDNNInputError
+
+SAMPLING_MODES = ("proportional", "temperature")
+
+GlobalBatch = tuple[int, list[int]]
+
+
+class SizedByLength(Protocol):
+    """What the sampler needs from a dataset: the length of every example."""
+
+    def lengths(self) -> list[int]: ...
+
+
+def shard_batch(indices: Sequence[int], rank: int, world_size: int) -> list[int]:
+    """Rank ``rank``'s contiguous shard of one global batch, padded by repetition when uneven."""
+    if world_size == 1:
+        return list(indices)
+    padded = list(indices)
+    short = -len(padded) % world_size
+    padded += [padded[j % len(indices)] for j in range(short)]
+    size = len(padded) // world_size
+    return padded[rank * size : (rank + 1) * size]
+
+
+class MultiTaskBatchSampler(torch.utils.data.Sampler):
+    """Yields one batch at a time as ``[(dataset_index, sample_index), ...]``, all of one dataset."""
+
+    def __init__(
+        self,
+        datasets: Sequence[SizedByLength],
+        batch_size: int,
+        mix_opt: int = 0,
+        ratio: float = 0.0,
+        sampling: str = "proportional",
+        temperature: float = 1.0,
+        seed: int = 2018,
+        bin_on: bool = False,
+        bin_size: int = 64,
+        bin_grow_ratio: float = 0.5,
+        data_sort_on: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        if not datasets:
+            raise MTDNNInputError("the multi-task sampler needs at least one training dataset")
+        if batch_size < 1:
+            raise MTDNNInputError(f"--batch_size must be at least 1, got {batch_size}")
+        if sampling not in SAMPLING_MODES:
+            raise MTDNNInputError(f"--sampling must be one of {list(SAMPLING_MODES)}, got {sampling!r}")
+        if sampling == "temperature" and not temperature > 0:
+            raise MTDNNInputError(f"--sampling_temperature must be positive, got {temperature}")
+        if sampling == "temperature" and (mix_opt > 0 or ratio > 0):
+            raise MTDNNInputError("--sampling temperature cannot be combined with --mix_opt or --ratio")
+        if ratio < 0:
+            raise MTDNNInputError(f"--ratio must not be negative, got {ratio}")
+        if bin_on and (bin_size < 1 or not bin_grow_ratio > 0):
+            raise MTDNNInputError(f"--bin_size must be ≥ 1 and --bin_grow_ratio > 0, got {bin_size}, {bin_grow_ratio}")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise MTDNNInputError(f"rank {rank} is not in a world of size {world_size}")
+        self._lengths = [np.asarray(dataset.lengths(), dtype=np.int64) for dataset in datasets]
+        for index, lengths in enumerate(self._lengths):
+            if len(lengths) == 0:
+                raise MTDNNInputError(f"training dataset #{index} has no examples")
+        self.batch_size = batch_size
+        self.mix_opt = mix_opt
+        self.ratio = ratio
+        self.sampling = sampling
+        self.temperature = temperature
+        self.seed = seed
+        self.bin_on = bin_on
+        self.bin_size = bin_size
+        self.bin_grow_ratio = bin_grow_ratio
+        self.data_sort_on = data_sort_on
+        self.rank = rank
+        self.world_size = world_size
+        # (epoch, start) of the next iteration; (epoch, handed out) of the current one.
+        self._epoch, self._start = 0, 0
+        self._active_epoch, self._handed_out = 0, 0
+        self._length = self._epoch_length()
+
+    # ---- sizes -------------------------------------------------------------------------
+    def _task_batch_sizes(self, task: int) -> list[int]:
+        """Sizes of one task's batches in an epoch (independent of the shuffle)."""
+        if not self.bin_on:
+            n = len(self._lengths[task])
+            return [min(self.batch_size, n - i) for i in range(0, n, self.batch_size)]
+        sizes = []
+        for bin_index, members in self._bins(self._lengths[task]).items():
+            size = self._bin_batch_size(bin_index)
+            sizes += [min(size, len(members) - i) for i in range(0, len(members), size)]
+        return sizes
+
+    def _epoch_length(self) -> int:
+        counts = [len(self._task_batch_sizes(task)) for task in range(len(self._lengths))]
+        if self.ratio > 0 and len(counts) > 1:
+            return counts[0] + int(min(self.ratio * counts[0], sum(counts[1:])))
+        return sum(counts)
+
+    def __len__(self) -> int:
+        """Number of (global) batches in an epoch: the number of updates per epoch."""
+        return self._length
+
+    # ---- one task's batches ------------------------------------------------------------
+    def _bins(self, lengths: np.ndarray) -> dict[int, np.ndarray]:
+        bin_of = np.maximum(0, (lengths - 1) // self.bin_size)
+        return {int(b): np.flatnonzero(bin_of == b) for b in np.unique(bin_of)}
+
+    def _bin_batch_size(self, bin_index: int) -> int:
+        return max(1, int(self.batch_size * self.bin_grow_ratio**bin_index))
+
+    def _task_batches(self, task: int, rng: np.random.Generator) -> list[list[int]]:
+        """One task's examples, shuffled (and grouped by length if asked), cut into batches."""
+        lengths = self._lengths[task]
+        order = rng.permutation(len(lengths))
+        batches: list[list[int]] = []
+        if self.bin_on:
+            bin_of = np.maximum(0, (lengths[order] - 1) // self.bin_size)
+            for bin_index in np.unique(bin_of):
+                members = order[bin_of == bin_index]
+                size = self._bin_batch_size(int(bin_index))
+                batches += [members[i : i + size].tolist() for i in range(0, len(members), size)]
+        else:
+            if self.data_sort_on:
+                # A stable sort of a fresh permutation: equal lengths meet in a new order each epoch.
+                order = order[np.argsort(lengths[order], kind="stable")]
+            batches = [order[i : i + self.batch_size].tolist() for i in range(0, len(order), self.batch_size)]
+        return [batches[i] for i in rng.permutation(len(batches))]
+
+    # ---- the epoch's plan --------------------------------------------------------------
+    def epoch_plan(self, epoch: int) -> list[GlobalBatch]:
+        """The full global order of an epoch: ``[(dataset_index, [sample indices]), ...]``."""
+        rng = np.random.default_rng([self.seed, epoch])
+        per_task = [self._task_batches(task, rng) for task in range(len(self._lengths))]
+        if self.sampling == "temperature":
+            return self._temperature_plan(per_task, rng)
+        main = [(0, batch) for batch in per_task[0]]
+        aux = [(task, batch) for task in range(1, len(per_task)) for batch in per_task[task]]
+        if self.ratio > 0 and aux:
+            picks = int(min(self.ratio * len(main), len(aux)))
+            aux = [aux[i] for i in rng.choice(len(aux), size=picks, replace=False)]
+        if self.mix_opt > 0:
+            return [aux[i] for i in rng.permutation(len(aux))] + main
+        plan = main + aux
+        return [plan[i] for i in rng.permutation(len(plan))]
+
+    def _temperature_plan(self, per_task: list[list[list[int]]], rng: np.random.Generator) -> list[GlobalBatch]:
+        counts = np.array([len(batches) for batches in per_task], dtype=np.float64)
+        weights = counts ** (1.0 / self.temperature)
+        tasks = rng.choice(len(per_task), size=int(counts.sum()), p=weights / weights.sum())
+        queues = [list(reversed(batches)) for batches in per_task]
+        plan = []
+        for task in tasks.tolist():
+            if not queues[task]:
+                queues[task] = list(reversed(self._task_batches(task, rng)))
+            plan.append((task, queues[task].pop()))
+        return plan
+
+    # ---- iteration and resume ----------------------------------------------------------
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Make the next iteration epoch ``epoch``'s order, skipping its first ``start`` batches."""
+        if not 0 <= start <= len(self):
+            raise MTDNNInputError(f"cannot resume at batch {start} of an epoch of {len(self)} batches")
+        self._epoch, self._start = epoch, start
+        self._active_epoch, self._handed_out = epoch, start
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        epoch, start = self._epoch, self._start
+        self._active_epoch, self._handed_out = epoch, start
+        for task, indices in self.epoch_plan(epoch)[start:]:
+            self._handed_out += 1
+            yield [(task, index) for index in shard_batch(indices, self.rank, self.world_size)]
+        # Without an explicit set_epoch the next pass is the next epoch, never a replay.
+        self._epoch, self._start = epoch + 1, 0
+
+    def _config(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "batch_size": self.batch_size,
+            "dataset_sizes": [len(lengths) for lengths in self._lengths],
+            "mix_opt": self.mix_opt,
+            "ratio": self.ratio,
+            "sampling": self.sampling,
+            "temperature": self.temperature,
+            "bin_on": self.bin_on,
+            "bin_size": self.bin_size,
+            "bin_grow_ratio": self.bin_grow_ratio,
+            "data_sort_on": self.data_sort_on,
+        }
+
+    def state_dict(self, batches_done: int | None = None) -> dict[str, Any]:
+        """JSON-safe resume point: the current epoch and how many of its batches were used.
+
+        A ``DataLoader`` with workers draws batches ahead of the training loop, so the loop
+        should pass the number of batches it has consumed in the current epoch; without it
+        the count of batches handed out so far is used (exact with ``num_workers=0``).
+        """
+        epoch = self._active_epoch
+        done = self._handed_out if batches_done is None else batches_done
+        if done >= len(self):
+            epoch, done = epoch + 1, 0
+        return {"epoch": epoch, "start": done, "config": self._config()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume from ``state_dict()``; the data and options must be the ones it was saved with."""
+        saved = state.get("config", {})
+        for key, value in self._config().items():
+            if key in saved and saved[key] != value:
+                raise MTDNNInputError(
+                    f"cannot resume the sampler: {key} was {saved[key]!r} when the checkpoint was saved, now {value!r}"
+                )
+        self.set_epoch(int(state["epoch"]), int(state["start"]))
