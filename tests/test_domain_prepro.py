@@ -199,6 +199,8 @@ def test_missing_sources(tmp_path, capsys):
     (root / "SciTail/tsv_format/scitail_1.0_test.tsv").unlink()
     with pytest.raises(MTDNNInputError, match=r"task scitail: no source file for split\(s\) test"):
         domain_prepro.main(["--root_dir", str(root)])
+    with pytest.raises(MTDNNInputError, match="no source files of scitail, snli found under"):
+        domain_prepro.main(["--root_dir", str(tmp_path / "empty")])
     with pytest.raises(MTDNNInputError, match="unknown task"):
         domain_prepro.main(["--root_dir", str(root), "--tasks", "mnli"])
 

@@ -227,6 +227,8 @@ def main(argv: list[str] | None = None) -> None:
 
     # Read and validate everything first, so a bad row leaves no partial set of outputs behind.
     data = {task: _read_task(root, task, task_defs[task], named) for task in tasks}
+    if all(splits is None for splits in data.values()):
+        raise MTDNNInputError(f"no source files of {', '.join(tasks)} found under {root} (see the warnings above)")
     for task, splits in data.items():
         if splits is not None and not splits["train"].rows:
             raise MTDNNInputError(f"task {task}: no labelled training rows, cannot build subsets", splits["train"].source)
