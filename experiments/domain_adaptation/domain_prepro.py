@@ -20,7 +20,8 @@ Outputs, in <root>/canonical_data/ (rows: uid, label, premise, hypothesis):
 
 Rows without a gold label (SNLI `-`, SciTail premise `-`) are dropped and counted in the log.
 A task whose sources are all missing is skipped with a warning, unless named in --tasks (then it
-is an error); a task with some splits present and others missing is an error.
+is an error); a task with some splits present and others missing, or no task found at all, is
+an error.
 """
 from __future__ import annotations
 
