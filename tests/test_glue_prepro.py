@@ -15,7 +15,7 @@ from data_utils.errors import MTDNNInputError
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "experiments" / "glue" / "glue_prepro.py"
 FIXTURES = Path(__file__).resolve().parent / "data" / "glue_raw"
-REAL_GLUE = Path("/work/shared/data/glue")
+REAL_GLUE = REPO.parent / "shared" / "data" / "glue"  # the shared folder sits beside the checkout
 
 
 def _load_module():
