@@ -237,8 +237,8 @@ def test_old_glue_qnnli_pairs_each_split_from_its_own_source(fixture_root, caplo
     assert _lines(out / "qnnli_dev.tsv") == QNNLI_DEV
     assert _lines(out / "qnnli_test.tsv") == QNNLI_TEST
     reports = {r.output.stem: r for r in summary.written}
-    # train: one pair with equal labels, one whose questions differ
-    assert (reports["qnnli_train"].rows, reports["qnnli_train"].dropped) == (3, 2)
+    # train: one pair with equal labels, one whose questions differ (2 lines each)
+    assert (reports["qnnli_train"].rows, reports["qnnli_train"].dropped) == (3, 4)
     assert f"{root / 'QNLI' / 'train.tsv'}:8: the pair's two questions differ; pair skipped" in caplog.messages
     assert summary.rows()["qnli_train"] == 10
 

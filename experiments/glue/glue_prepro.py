@@ -152,6 +152,7 @@ class FileReport:
     source: Path
     output: Path
     rows: int = 0
+    # Both counts are raw lines (a skipped qnnli pair counts 2).
     short_rows: int = 0  # too few columns: skipped with a warning
     dropped: int = 0  # left out by design (MNLI "-"; qnnli pairs that differ or share a label)
 
@@ -241,7 +242,7 @@ def _qnnli_rows(source: Path, split: Split, task_def: TaskDef, strict: bool, rng
             continue
         if pair[0][1][1] != pair[1][1][1]:
             logger.warning("%s:%d: the pair's two questions differ; pair skipped", source, line1)
-            report.dropped += 1
+            report.dropped += 2
             continue
         if split.labelled:
             rng.shuffle(pair)
@@ -249,7 +250,7 @@ def _qnnli_rows(source: Path, split: Split, task_def: TaskDef, strict: bool, rng
             for (no, _), label in zip(pair, labels):
                 _check_label(task_def, label, source, no)
             if labels[0] == labels[1]:
-                report.dropped += 1
+                report.dropped += 2
                 continue
         else:
             labels = ["entailment", "entailment"]
