@@ -1,0 +1,82 @@
+"""Evaluation of one dataset split: predictions → metrics → score files (SPEC §7)."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from data_utils.metrics import calc_metrics
+from data_utils.score_files import glue_submission_name, score_file_name, write_glue_submission, write_score_file
+from data_utils.task_def import TaskDef
+from mt_dnn.tasks import Decoded, get_task_handler
+
+if TYPE_CHECKING:
+    from mt_dnn.model import MTDNNModel
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalResult:
+    """Metrics (empty for unlabelled test splits) and per-sample outputs of one split."""
+
+    metrics: dict[str, Any]
+    decoded: Decoded
+
+
+def predict_dataset(model: MTDNNModel, loader: torch.utils.data.DataLoader, task_def: TaskDef) -> Decoded:
+    """Run the model over a loader and decode every batch with the task's handler."""
+    handler = get_task_handler(task_def.task_type)
+    merged = Decoded(uids=[], predictions=[], scores=[], golds=[])
+    for batch in loader:
+        part = handler.decode(model.predict(batch).cpu(), batch)
+        merged.uids.extend(part.uids)
+        merged.predictions.extend(part.predictions)
+        merged.scores.extend(part.scores)
+        merged.golds.extend(part.golds)
+    return handler.finalize(merged, task_def)
+
+
+def evaluate(
+    model: MTDNNModel, loader: torch.utils.data.DataLoader, task_def: TaskDef, with_labels: bool
+) -> EvalResult:
+    """Predict a split and, when it carries real labels, compute the task's metrics."""
+    decoded = predict_dataset(model, loader, task_def)
+    metrics = {}
+    if with_labels:
+        metrics = calc_metrics(task_def.metric_meta, decoded.golds, decoded.predictions, decoded.scores, task_def.labels)
+    return EvalResult(metrics, decoded)
+
+
+def write_eval_outputs(
+    result: EvalResult,
+    output_dir: str | Path,
+    dataset: str,
+    split: str,
+    task_def: TaskDef,
+    glue_format: bool,
+    epoch: int | None = None,
+    updates: int | None = None,
+) -> Path:
+    """Write the score file (and the GLUE submission TSV with ``glue_format``); returns the score file."""
+    decoded = result.decoded
+    path = score_file_name(output_dir, dataset, split, epoch=epoch, updates=updates)
+    write_score_file(path, result.metrics, decoded.predictions, decoded.uids, decoded.scores)
+    if glue_format:
+        tsv = glue_submission_name(output_dir, dataset, split, epoch=epoch, updates=updates)
+        write_glue_submission(tsv, decoded.uids, decoded.predictions, task_def)
+    return path
+
+
+def format_metrics(metrics: dict[str, Any]) -> str:
+    """One-line summary of numeric metrics, e.g. ``ACC 71.84 F1 80.12``."""
+    parts = []
+    for name, value in metrics.items():
+        if isinstance(value, float):
+            parts.append(f"{name} {value:.2f}")
+        elif isinstance(value, dict):
+            parts.extend(f"{name}.{k} {v:.2f}" for k, v in value.items() if isinstance(v, float))
+    return " ".join(parts) if parts else "(no labels)"

@@ -1,0 +1,205 @@
+"""``SANBertNetwork``: one shared Hugging Face encoder and one head per task (SPEC §4).
+
+Parameter names keep upstream's layout (``bert.*`` for the encoder, ``scoring_list.{i}.*``
+for the heads) so released MT-DNN checkpoints and ``strip_model.py`` keep working.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel, BertConfig, BertModel, PretrainedConfig, PreTrainedModel
+
+from data_utils.errors import MTDNNInputError
+from data_utils.task_def import TaskDef
+from module.pooler import Pooler
+from mt_dnn.options import ModelOptions
+from mt_dnn.tasks import EncoderFeatures, HeadContext, get_task_handler
+
+logger = logging.getLogger(__name__)
+
+# The BERT config keys of released MT-DNN checkpoints (SPEC §8, strip_model.py).
+BERT_CONFIG_KEYS = (
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "hidden_act",
+    "intermediate_size",
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "max_position_embeddings",
+    "type_vocab_size",
+    "initializer_range",
+)
+ENCODER_PREFIX = "bert."
+
+
+def _apply_encoder_options(config: PretrainedConfig, opts: ModelOptions) -> PretrainedConfig:
+    """``--bert_dropout_p`` and ``--num_hidden_layers`` applied to an encoder config."""
+    for key in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+        if hasattr(config, key):
+            setattr(config, key, opts.bert_dropout_p)
+    if opts.num_hidden_layers > 0:
+        config.num_hidden_layers = min(opts.num_hidden_layers, config.num_hidden_layers)
+    return config
+
+
+def is_mtdnn_checkpoint(path: str) -> bool:
+    """True for a ``.pt`` file in MT-DNN's ``{"state", "config"}`` layout."""
+    return path.endswith(".pt") and Path(path).is_file()
+
+
+def load_mtdnn_checkpoint(path: str) -> dict[str, Any]:
+    """Load an MT-DNN ``.pt`` file without pickle; a clear error when it is not one."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for a bad file
+        raise MTDNNInputError(f"cannot read checkpoint: {str(err).splitlines()[0]}", path) from None
+    if not isinstance(checkpoint, dict) or "state" not in checkpoint:
+        raise MTDNNInputError("not an MT-DNN checkpoint (expected a dict with a 'state' key)", path)
+    return checkpoint
+
+
+def _encoder_config_from_checkpoint(checkpoint: dict[str, Any]) -> PretrainedConfig:
+    config = checkpoint.get("config") or {}
+    if "encoder_config" in config:
+        encoder_config = dict(config["encoder_config"])
+        return AutoConfig.for_model(encoder_config.pop("model_type"), **encoder_config)
+    return BertConfig(**{key: config[key] for key in BERT_CONFIG_KEYS if key in config})
+
+
+def _renamed_encoder_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Encoder weights of a checkpoint, ``bert.`` prefix removed, old ``gamma``/``beta`` names mapped."""
+    renamed = {}
+    for key, value in state.items():
+        if not key.startswith(ENCODER_PREFIX):
+            continue
+        key = key[len(ENCODER_PREFIX) :]
+        if key.endswith("LayerNorm.gamma"):
+            key = key[: -len("gamma")] + "weight"
+        elif key.endswith("LayerNorm.beta"):
+            key = key[: -len("beta")] + "bias"
+        renamed[key] = value
+    return renamed
+
+
+def load_encoder(opts: ModelOptions) -> PreTrainedModel:
+    """The shared encoder from a hub id, a local folder or an MT-DNN ``.pt`` file."""
+    source = opts.init_checkpoint
+    if is_mtdnn_checkpoint(source):
+        checkpoint = load_mtdnn_checkpoint(source)
+        config = _apply_encoder_options(_encoder_config_from_checkpoint(checkpoint), opts)
+        config._attn_implementation = "sdpa"
+        encoder = AutoModel.from_config(config) if not isinstance(config, BertConfig) else BertModel(config)
+        state = _renamed_encoder_state(checkpoint["state"])
+        expected = set(encoder.state_dict())
+        # Position-id buffers are not weights; older checkpoints carry them, newer do not.
+        missing = sorted(k for k in expected - set(state) if not k.endswith("position_ids"))
+        unexpected = sorted(k for k in set(state) - expected if not k.endswith("position_ids"))
+        if missing or unexpected:
+            problems = ([f"missing encoder key {missing[0]!r}"] if missing else []) + (
+                [f"unexpected encoder key {unexpected[0]!r}"] if unexpected else []
+            )
+            raise MTDNNInputError(
+                f"{'; '.join(problems)} ({len(missing)} missing, {len(unexpected)} unexpected)", source
+            )
+        encoder.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False)
+        return encoder
+    try:
+        config = AutoConfig.from_pretrained(source, cache_dir=opts.transformer_cache)
+    except OSError as err:
+        raise MTDNNInputError(f"cannot load encoder {source!r}: {str(err).splitlines()[0]}") from None
+    config = _apply_encoder_options(config, opts)
+    try:
+        return AutoModel.from_pretrained(
+            source, config=config, cache_dir=opts.transformer_cache, attn_implementation="sdpa"
+        )
+    except (ValueError, ImportError):
+        # Architectures without an SDPA implementation fall back to their default attention.
+        return AutoModel.from_pretrained(source, config=config, cache_dir=opts.transformer_cache)
+
+
+class SANBertNetwork(nn.Module):
+    """Shared encoder → pooled [CLS] → one head per task, selected by ``task_id``."""
+
+    def __init__(
+        self,
+        encoder: PreTrainedModel,
+        task_defs: list[TaskDef],
+        opts: ModelOptions,
+        sep_token_id: int | None = None,
+    ):
+        super().__init__()
+        self.bert = encoder
+        self.task_defs = list(task_defs)
+        hidden_size = encoder.config.hidden_size
+        # Encoders shipped without a pooler (DeBERTa, ELECTRA, …) get one new shared pooler.
+        self.pooler = None if getattr(encoder, "pooler", None) is not None else Pooler(hidden_size, opts.pooler_actf)
+        heads = []
+        for task_def in self.task_defs:
+            ctx = HeadContext(
+                hidden_size=hidden_size,
+                dropout_p=task_def.dropout_p if task_def.dropout_p is not None else opts.dropout_p,
+                san=opts.san,
+                vb_dropout=opts.vb_dropout,
+                sep_token_id=sep_token_id,
+            )
+            heads.append(get_task_handler(task_def.task_type).build_head(task_def, ctx))
+        self.scoring_list = nn.ModuleList(heads)
+        if opts.update_bert_opt > 0:
+            for param in self.bert.parameters():
+                param.requires_grad_(False)
+        self._embedding_override: torch.Tensor | None = None
+        self._last_embedding: torch.Tensor | None = None
+        self.bert.embeddings.register_forward_hook(self._embedding_hook)
+
+    def _embedding_hook(self, module: nn.Module, inputs: Any, output: torch.Tensor) -> torch.Tensor | None:
+        # SMART perturbs the embedding output and feeds it on without re-embedding.
+        if self._embedding_override is not None:
+            return self._embedding_override
+        self._last_embedding = output
+        return None
+
+    def encode(
+        self,
+        input_ids: torch.Tensor,
+        token_type_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        embedding_override: torch.Tensor | None = None,
+    ) -> EncoderFeatures:
+        """Run the shared encoder; ``embedding_override`` replaces the embedding output."""
+        kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if getattr(self.bert.config, "type_vocab_size", 0) > 1:
+            kwargs["token_type_ids"] = token_type_ids
+        self._embedding_override = embedding_override
+        try:
+            output = self.bert(**kwargs)
+        finally:
+            self._embedding_override = None
+        sequence_output = output.last_hidden_state
+        pooled = getattr(output, "pooler_output", None)
+        if self.pooler is not None or pooled is None:
+            pooled = self.pooler(sequence_output)
+        return EncoderFeatures(sequence_output, pooled, input_ids, token_type_ids, attention_mask)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        token_type_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        task_id: int,
+        embedding_override: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Logits of task ``task_id`` for one batch."""
+        features = self.encode(input_ids, token_type_ids, attention_mask, embedding_override)
+        return self.scoring_list[task_id](features)
+
+    def last_embedding_output(self) -> torch.Tensor:
+        """The embedding output of the latest clean forward pass (SMART's starting point)."""
+        if self._last_embedding is None:
+            raise RuntimeError("no forward pass has run yet")
+        return self._last_embedding

@@ -1,0 +1,174 @@
+"""``MTDNNModel``: the update step (loss, SMART, distillation, mixed precision, accumulation,
+clipping, optimizer and schedule), prediction, and checkpoint state (SPEC §6–§7)."""
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from data_utils.task_def import TaskDef
+from mt_dnn.loss import build_criterion
+from mt_dnn.optim import build_optimizer, build_scheduler
+from mt_dnn.options import AdvOptions, TrainOptions
+from mt_dnn.perturbation import SmartPerturbation
+from mt_dnn.tasks import get_task_handler
+
+if TYPE_CHECKING:
+    from mt_dnn.batcher import Batch
+    from mt_dnn.matcher import SANBertNetwork
+
+logger = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised after too many consecutive non-finite losses: the run has diverged."""
+
+
+class MTDNNModel:
+    """Owns the network, optimizer, schedule and grad scaler of a run; one ``update`` per micro-batch."""
+
+    def __init__(
+        self,
+        network: SANBertNetwork,
+        task_defs: list[TaskDef],
+        train_opts: TrainOptions,
+        adv_opts: AdvOptions,
+        total_updates: int,
+        device: torch.device,
+    ):
+        self.device = device
+        self.network = network.to(device)
+        self.opts = train_opts
+        self.task_ids = {task_def.name: index for index, task_def in enumerate(task_defs)}
+        self.handlers = [get_task_handler(task_def.task_type) for task_def in task_defs]
+        self.criteria = [build_criterion(task_def.loss, task_def.name) for task_def in task_defs]
+        self.kd_criteria = [build_criterion(task_def.kd_loss, task_def.name) for task_def in task_defs]
+        self.adv_criteria = [build_criterion(task_def.adv_loss, task_def.name) for task_def in task_defs]
+        self.smart = SmartPerturbation(adv_opts) if adv_opts.adv_train else None
+        self.optimizer = build_optimizer(self.network, train_opts)
+        self.scheduler = build_scheduler(self.optimizer, train_opts, total_updates)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=train_opts.fp16)
+        self.amp_dtype = torch.float16 if train_opts.fp16 else torch.bfloat16 if train_opts.bf16 else None
+        self.updates = 0
+        self.micro_steps = 0
+        self.bad_steps = 0
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def _trainable(self) -> list[nn.Parameter]:
+        return [p for p in self.network.parameters() if p.requires_grad]
+
+    def update(self, batch: Batch) -> float | None:
+        """Forward/backward one micro-batch; step the optimizer every ``grad_accumulation_step``.
+
+        Returns the loss, or None when it was not finite and the update was skipped.
+        """
+        self.network.train()
+        batch = batch.to(self.device)
+        task_id = self.task_ids[batch.task_def.name]
+        handler = self.handlers[task_id]
+        with self._autocast():
+            logits = self.network(batch.input_ids, batch.token_type_ids, batch.attention_mask, task_id)
+            loss = handler.compute_loss(self.criteria[task_id], logits, batch)
+            if self.opts.mkd_opt > 0 and batch.soft_labels is not None:
+                student = handler.distill_targets_view(logits, batch)
+                loss = loss + self.kd_criteria[task_id].distill(student, batch.soft_labels)
+            if self.smart is not None:
+                adv_term = self.smart.adversarial_loss(
+                    self.network, batch, task_id, logits, handler, self.adv_criteria[task_id]
+                )
+                if adv_term is not None:
+                    loss = loss + adv_term
+        if not torch.isfinite(loss):
+            return self._skip_non_finite(batch)
+        self.bad_steps = 0
+        self.scaler.scale(loss.float() / self.opts.grad_accumulation_step).backward()
+        self.micro_steps += 1
+        if self.micro_steps % self.opts.grad_accumulation_step == 0:
+            self._optimizer_step()
+        return loss.item()
+
+    def _skip_non_finite(self, batch: Batch) -> None:
+        self.bad_steps += 1
+        logger.warning(
+            "non-finite loss on %s (update %d): update skipped (%d in a row)", batch.dataset, self.updates, self.bad_steps
+        )
+        # Gradients already accumulated for this update belong to a diverging step: drop them.
+        self.optimizer.zero_grad(set_to_none=True)
+        self.micro_steps = 0
+        if self.bad_steps >= self.opts.max_bad_steps:
+            raise NonFiniteLossError(
+                f"training stopped: {self.bad_steps} non-finite losses in a row at update {self.updates}; "
+                "lower --learning_rate, or use --bf16 instead of --fp16"
+            )
+        return None
+
+    def _optimizer_step(self) -> None:
+        self.scaler.unscale_(self.optimizer)
+        params = self._trainable()
+        if self.opts.grad_clipping > 0:
+            for param in params:
+                if param.grad is not None:
+                    torch.nn.utils.clip_grad_norm_(param, self.opts.grad_clipping)
+        if self.opts.global_grad_clipping > 0:
+            torch.nn.utils.clip_grad_norm_(params, self.opts.global_grad_clipping)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.updates += 1
+        self.micro_steps = 0
+
+    @torch.no_grad()
+    def predict(self, batch: Batch) -> torch.Tensor:
+        """Logits of one evaluation batch (network in eval mode)."""
+        self.network.eval()
+        batch = batch.to(self.device)
+        with self._autocast():
+            logits = self.network(
+                batch.input_ids, batch.token_type_ids, batch.attention_mask, self.task_ids[batch.task_def.name]
+            )
+        return logits.float()
+
+    @property
+    def learning_rate(self) -> float:
+        """The current learning rate of the first parameter group."""
+        return self.optimizer.param_groups[0]["lr"]
+
+    def training_state(self) -> dict[str, Any]:
+        """Everything an exact resume needs besides the data order and RNG states."""
+        return {
+            "state": self.network.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "updates": self.updates,
+        }
+
+    def load_training_state(self, checkpoint: dict[str, Any]) -> None:
+        """Restore network, optimizer, schedule, scaler and update count from a checkpoint."""
+        self.network.load_state_dict(checkpoint["state"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scheduler.load_state_dict(checkpoint["scheduler"])
+        if checkpoint.get("scaler"):
+            self.scaler.load_state_dict(checkpoint["scaler"])
+        self.updates = int(checkpoint["updates"])
+
+    def load_weights(self, state: dict[str, torch.Tensor]) -> list[str]:
+        """Load network weights only (``--init_checkpoint`` of a saved run); returns missing head keys."""
+        result = self.network.load_state_dict(state, strict=False)
+        if result.unexpected_keys:
+            logger.warning("ignored %d unexpected weights, e.g. %s", len(result.unexpected_keys), result.unexpected_keys[0])
+        return list(result.missing_keys)
+
+
+def total_updates(batches_per_epoch: int, epochs: int, grad_accumulation_step: int) -> int:
+    """The real number of optimizer updates of a run (the LR schedule's length)."""
+    # Micro-steps carry across epochs, so the count is over the whole run.
+    return max(1, (batches_per_epoch * epochs) // grad_accumulation_step)

@@ -1,0 +1,77 @@
+"""Optimizer and learning-rate schedule of a run (SPEC §6)."""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from data_utils.errors import MTDNNInputError
+from module.optimizers import Adamax, AdamaxW
+from mt_dnn.options import TrainOptions
+
+NO_DECAY_MARKERS = ("bias", "gamma", "beta", "LayerNorm.weight", "LayerNorm.bias")
+OPTIMIZERS = ("adamax", "adamaxw", "adam", "adamw", "radam", "sgd")
+SCHEDULES = {0: "linear", 1: "cosine", 2: "constant", 3: "polynomial"}
+POLY_END_LR = 1e-7
+
+
+def parameter_groups(named_params: Iterable[tuple[str, nn.Parameter]], weight_decay: float) -> list[dict]:
+    """Two groups: weight decay for weights, none for biases and LayerNorm parameters."""
+    decay, no_decay = [], []
+    for name, param in named_params:
+        if not param.requires_grad:
+            continue
+        (no_decay if any(marker in name for marker in NO_DECAY_MARKERS) else decay).append(param)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def build_optimizer(model: nn.Module, opts: TrainOptions) -> torch.optim.Optimizer:
+    """The optimizer named by ``--optimizer`` over decay/no-decay parameter groups."""
+    groups = parameter_groups(model.named_parameters(), opts.weight_decay)
+    name = opts.optimizer.lower()
+    if name == "adamax":
+        return Adamax(groups, lr=opts.learning_rate, eps=opts.adam_eps)
+    if name == "adamaxw":
+        return AdamaxW(groups, lr=opts.learning_rate, eps=opts.adam_eps)
+    if name in ("adam", "adamw"):
+        on_cuda = any(p.is_cuda for group in groups for p in group["params"])
+        return torch.optim.AdamW(groups, lr=opts.learning_rate, eps=opts.adam_eps, fused=True if on_cuda else None)
+    if name == "radam":
+        return torch.optim.RAdam(groups, lr=opts.learning_rate, eps=opts.adam_eps)
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=opts.learning_rate, momentum=opts.momentum)
+    raise MTDNNInputError(f"--optimizer {opts.optimizer!r} is unknown; choose one of {', '.join(OPTIMIZERS)}")
+
+
+def schedule_factor(step: int, total_steps: int, warmup: float, scheduler_type: int, base_lr: float) -> float:
+    """LR multiplier after ``step`` updates: warmup over ``warmup × total_steps``, then decay."""
+    warmup_steps = int(warmup * total_steps)
+    if step < warmup_steps:
+        return step / max(1, warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    kind = SCHEDULES[scheduler_type]
+    if kind == "linear":
+        return max(0.0, 1.0 - progress)
+    if kind == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    if kind == "constant":
+        return 1.0
+    end_ratio = POLY_END_LR / base_lr if base_lr > 0 else 0.0
+    return (1.0 - end_ratio) * (1.0 - progress) + end_ratio
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, opts: TrainOptions, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """The ``--scheduler_type`` schedule, stepped once per optimizer update."""
+    if opts.scheduler_type not in SCHEDULES:
+        raise MTDNNInputError(f"--scheduler_type {opts.scheduler_type} is unknown; choose one of {sorted(SCHEDULES)}")
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda step: schedule_factor(step, total_steps, opts.warmup, opts.scheduler_type, opts.learning_rate),
+    )

@@ -1,0 +1,101 @@
+"""Typed options of a training run, one dataclass per concern (SPEC §9).
+
+``train.py`` builds them from argparse, saves them to ``config.json`` and passes each one
+down explicitly; nothing reads a global options dict.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from mt_dnn.tasks.base import SANOptions
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """Where data comes from and how it is batched."""
+
+    data_dir: str = "data/canonical_data/bert-base-uncased"
+    task_def: str = "experiments/glue/glue_task_def.yml"
+    train_datasets: tuple[str, ...] = ("mnli",)
+    test_datasets: tuple[str, ...] = ("mnli_matched", "mnli_mismatched")
+    max_seq_len: int = 512
+    do_padding: bool = False
+    batch_size: int = 8
+    batch_size_eval: int = 8
+    mix_opt: int = 0
+    ratio: float = 0.0
+    sampling: str = "proportional"
+    sampling_temperature: float = 1.0
+    dropout_w: float = 0.0
+    bin_on: bool = False
+    bin_size: int = 64
+    bin_grow_ratio: float = 0.5
+    data_sort_on: bool = False
+    dataloader_num_workers: int = 2
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """The shared encoder and the task heads."""
+
+    init_checkpoint: str = "bert-base-uncased"
+    encoder_type: int = 1
+    transformer_cache: str | None = None
+    bert_dropout_p: float = 0.1
+    num_hidden_layers: int = -1
+    update_bert_opt: int = 0
+    dropout_p: float = 0.1
+    pooler_actf: str = "tanh"
+    vb_dropout: bool = True
+    san: SANOptions = field(default_factory=SANOptions)
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """The update step: optimizer, schedule, precision, clipping, distillation."""
+
+    epochs: int = 5
+    optimizer: str = "adamax"
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.01
+    adam_eps: float = 1e-6
+    momentum: float = 0.0
+    warmup: float = 0.1
+    scheduler_type: int = 0
+    grad_accumulation_step: int = 1
+    grad_clipping: float = 0.0
+    global_grad_clipping: float = 1.0
+    fp16: bool = False
+    bf16: bool = False
+    mkd_opt: int = 0
+    seed: int = 2018
+    max_bad_steps: int = 10
+
+
+@dataclass(frozen=True)
+class AdvOptions:
+    """SMART adversarial training (SPEC §6)."""
+
+    adv_train: bool = False
+    adv_opt: int = 0
+    adv_norm_level: int = 0
+    adv_p_norm: str = "inf"
+    adv_alpha: float = 1.0
+    adv_k: int = 1
+    adv_step_size: float = 1e-5
+    adv_noise_var: float = 1e-5
+    adv_epsilon: float = 1e-6
+
+
+def options_to_dict(options: Any) -> dict[str, Any]:
+    """A JSON-safe dict of an options dataclass (tuples become lists)."""
+    return dataclasses.asdict(options)
+
+
+def model_options_from_dict(data: dict[str, Any]) -> ModelOptions:
+    """Inverse of ``options_to_dict`` for ``ModelOptions`` (as stored in checkpoints)."""
+    values = dict(data)
+    values["san"] = SANOptions(**values.get("san", {}))
+    return ModelOptions(**values)

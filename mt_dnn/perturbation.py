@@ -1,0 +1,92 @@
+"""SMART adversarial regularisation (Jiang et al. 2020), as upstream ``mt_dnn/perturbation.py``.
+
+The perturbation lives on the embedding output (after LayerNorm and dropout) and is fed to the
+encoder layers without re-embedding; see SPEC §6 for every step.
+"""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+
+from mt_dnn.loss import Criterion, MseCriterion, stable_kl
+from mt_dnn.options import AdvOptions
+from mt_dnn.tasks import TaskHandler
+
+if TYPE_CHECKING:
+    from mt_dnn.batcher import Batch
+    from mt_dnn.matcher import SANBertNetwork
+
+logger = logging.getLogger(__name__)
+NORMS = ("inf", "l2", "l1")
+
+
+def normalize_delta(delta: torch.Tensor, p_norm: str, per_sentence: bool, epsilon: float) -> torch.Tensor:
+    """Scale a perturbation per token (or per sentence) to unit ``inf``/``l2`` norm, or take its sign (``l1``)."""
+    if p_norm == "l1":
+        return delta.sign()
+    if per_sentence:
+        flat = delta.reshape(delta.size(0), -1)
+        size = flat.abs().max(dim=-1).values if p_norm == "inf" else flat.norm(dim=-1)
+        size = size.view(-1, *([1] * (delta.dim() - 1)))
+    else:
+        size = delta.abs().max(dim=-1, keepdim=True).values if p_norm == "inf" else delta.norm(dim=-1, keepdim=True)
+    return delta / (size + epsilon)
+
+
+class SmartPerturbation:
+    """Builds the adversarial term of one batch from its clean logits."""
+
+    def __init__(self, opts: AdvOptions):
+        if opts.adv_p_norm not in NORMS:
+            raise ValueError(f"--adv_p_norm must be one of {NORMS}, got {opts.adv_p_norm!r}")
+        self.opts = opts
+
+    def _ascent_loss(self, adv_view: torch.Tensor, clean_view: torch.Tensor, regression: bool) -> torch.Tensor:
+        if regression:
+            return F.mse_loss(adv_view.reshape(-1).float(), clean_view.reshape(-1).float(), reduction="sum")
+        # Upstream sums the stable KL over the batch here (reduce=False).
+        return stable_kl(adv_view, clean_view) * adv_view.size(0)
+
+    def adversarial_loss(
+        self,
+        network: SANBertNetwork,
+        batch: Batch,
+        task_id: int,
+        clean_logits: torch.Tensor,
+        handler: TaskHandler,
+        adv_criterion: Criterion,
+    ) -> torch.Tensor | None:
+        """``adv_alpha × adv_loss(clean, perturbed)``, or None when the ascent gradient is not finite."""
+        opts = self.opts
+        embedding = network.last_embedding_output()
+        mask = batch.attention_mask.unsqueeze(-1).to(embedding.dtype)
+        regression = isinstance(adv_criterion, MseCriterion)
+        clean_view = handler.distill_targets_view(clean_logits, batch).detach()
+
+        def logits_with(delta: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+            return network(
+                batch.input_ids, batch.token_type_ids, batch.attention_mask, task_id, embedding_override=base + delta
+            )
+
+        delta = (torch.randn_like(embedding) * opts.adv_noise_var * mask).requires_grad_()
+        for _ in range(opts.adv_k):
+            # Only the perturbation needs a gradient in the ascent steps.
+            adv_logits = logits_with(delta, embedding.detach())
+            ascent = self._ascent_loss(handler.distill_targets_view(adv_logits, batch), clean_view, regression)
+            (grad,) = torch.autograd.grad(ascent, delta)
+            if not torch.isfinite(grad.norm()):
+                logger.warning("SMART: non-finite perturbation gradient on %s; adversarial term skipped", batch.dataset)
+                return None
+            delta = normalize_delta(
+                delta + opts.adv_step_size * grad, opts.adv_p_norm, opts.adv_norm_level == 1, opts.adv_epsilon
+            )
+            delta = (delta * mask).detach().requires_grad_()
+        adv_logits = logits_with(delta.detach(), embedding)
+        clean = handler.distill_targets_view(clean_logits, batch)
+        adv = handler.distill_targets_view(adv_logits, batch)
+        if regression:
+            clean, adv = clean.reshape(-1), adv.reshape(-1)
+        return opts.adv_alpha * adv_criterion(clean, adv, ignore_index=-1)

@@ -1,0 +1,90 @@
+"""The contract every task type fulfils: head, labels, loss, decoding and metric inputs."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from torch import nn
+
+from data_utils.task_def import TaskDef, TaskType
+
+if TYPE_CHECKING:
+    from mt_dnn.batcher import Batch
+    from mt_dnn.loss import Criterion
+
+
+@dataclass(frozen=True)
+class SANOptions:
+    """The ``--answer_*`` options of the SAN answer module (SPEC §4)."""
+
+    num_turn: int = 5
+    mem_type: int = 1
+    mem_drop_p: float = 0.1
+    mem_cum_type: str = "simple"
+    weight_norm_on: bool = False
+    att_hidden_size: int = 128
+    sum_att_type: str = "bilinear"
+    max_answer_len: int = 10
+
+
+@dataclass(frozen=True)
+class HeadContext:
+    """What a head builder needs to know about the shared encoder and the run's options."""
+
+    hidden_size: int
+    dropout_p: float
+    san: SANOptions = field(default_factory=SANOptions)
+    vb_dropout: bool = True
+    sep_token_id: int | None = None
+
+
+@dataclass
+class EncoderFeatures:
+    """The shared encoder's output for one batch, as every head receives it."""
+
+    sequence_output: torch.Tensor  # [N, L, H]
+    pooled_output: torch.Tensor  # [N, H]
+    input_ids: torch.Tensor
+    token_type_ids: torch.Tensor
+    attention_mask: torch.Tensor
+
+
+@dataclass
+class Decoded:
+    """Predictions of one batch: one prediction, score and gold per sample (not per row)."""
+
+    uids: list[str]
+    predictions: list[Any]
+    scores: list[Any]
+    golds: list[Any]
+
+
+class TaskHandler:
+    """Behaviour of one task type; subclasses register themselves in ``mt_dnn.tasks``."""
+
+    task_type: ClassVar[TaskType]
+
+    def build_head(self, task_def: TaskDef, ctx: HeadContext) -> nn.Module:
+        """The task's output layer: ``head(features: EncoderFeatures) -> logits``."""
+        raise NotImplementedError
+
+    def prepare_labels(self, samples: list[dict], seq_len: int) -> torch.Tensor:
+        """Label tensor of a batch from its JSON samples."""
+        raise NotImplementedError
+
+    def compute_loss(self, criterion: Criterion, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """The task loss of a batch under ``criterion``."""
+        return criterion(logits, batch.labels)
+
+    def distill_targets_view(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """Logits laid out as [B, C] for distribution losses (KD, SMART)."""
+        return logits
+
+    def decode(self, logits: torch.Tensor, batch: Batch) -> Decoded:
+        """Predictions, scores and golds of a batch, in sample order."""
+        raise NotImplementedError
+
+    def finalize(self, decoded: Decoded, task_def: TaskDef) -> Decoded:
+        """Merge per-row results of a whole dataset (span tasks join windows); identity by default."""
+        return decoded

@@ -1,0 +1,122 @@
+"""Extractive question answering (SQuAD v1.1, v2.0, ReCoRD): start/end logits over tokens.
+
+A question may span several overflow windows; ``finalize`` joins them by uid, keeping the
+best-scoring span and (v2) the lowest no-answer score.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from data_utils.task_def import TaskDef, TaskType
+from module.dropout_wrapper import DropoutWrapper
+from mt_dnn.tasks.base import Decoded, EncoderFeatures, HeadContext, TaskHandler
+
+if TYPE_CHECKING:
+    from mt_dnn.batcher import Batch
+    from mt_dnn.loss import Criterion
+
+_MASKED = -1e4
+
+
+class SpanHead(nn.Module):
+    """``Linear(H, 2)`` on every token → [N, L, 2] start/end logits (padding masked)."""
+
+    def __init__(self, hidden_size: int, dropout_p: float, vb_dropout: bool):
+        super().__init__()
+        self.dropout = DropoutWrapper(dropout_p, enable_vbp=vb_dropout)
+        self.proj = nn.Linear(hidden_size, 2)
+
+    def forward(self, features: EncoderFeatures) -> torch.Tensor:
+        logits = self.proj(self.dropout(features.sequence_output))
+        pad = features.attention_mask.eq(0).unsqueeze(-1)
+        return logits.masked_fill(pad, _MASKED)
+
+
+def _answers(sample: dict) -> list[str]:
+    answer = sample.get("answer", [])
+    return [answer] if isinstance(answer, str) else list(answer)
+
+
+def best_span(
+    start: list[float], end: list[float], offsets: list, max_answer_len: int, n_best: int = 20
+) -> tuple[float, int, int]:
+    """Highest start+end score over valid context spans: ``(score, start, end)`` or ``(-inf, 0, 0)``."""
+    valid = [i for i, offset in enumerate(offsets) if offset is not None and len(offset) == 2]
+    starts = sorted(valid, key=lambda i: start[i], reverse=True)[:n_best]
+    ends = sorted(valid, key=lambda i: end[i], reverse=True)[:n_best]
+    best = (float("-inf"), 0, 0)
+    for s in starts:
+        for e in ends:
+            if s <= e < s + max_answer_len and start[s] + end[e] > best[0]:
+                best = (start[s] + end[e], s, e)
+    return best
+
+
+class SpanHandler(TaskHandler):
+    """SQuAD v1.1-style spans: every question has an answer."""
+
+    task_type = TaskType.SpanClassification
+    allows_no_answer = False
+    max_answer_len = 30
+
+    def build_head(self, task_def: TaskDef, ctx: HeadContext) -> nn.Module:
+        return SpanHead(ctx.hidden_size, ctx.dropout_p, ctx.vb_dropout)
+
+    def prepare_labels(self, samples: list[dict], seq_len: int) -> torch.Tensor:
+        labels = [list(sample["label"])[:3] for sample in samples]
+        labels = [label + [0] * (3 - len(label)) for label in labels]
+        return torch.tensor(labels, dtype=torch.long).clamp_(max=seq_len - 1)
+
+    def compute_loss(self, criterion: Criterion, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return criterion((logits[..., 0], logits[..., 1]), (batch.labels[:, 0], batch.labels[:, 1]))
+
+    def distill_targets_view(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return logits.transpose(1, 2).reshape(-1, logits.size(1))
+
+    def decode(self, logits: torch.Tensor, batch: Batch) -> Decoded:
+        samples = batch.samples or []
+        predictions, scores, golds = [], [], []
+        start_all = logits[..., 0].float().tolist()
+        end_all = logits[..., 1].float().tolist()
+        for sample, start, end in zip(samples, start_all, end_all):
+            offsets = sample.get("offset_mapping") or []
+            score, first, last = best_span(start, end, offsets, self.max_answer_len)
+            context = sample.get("context", "")
+            text = context[offsets[first][0] : offsets[last][1]] if score > float("-inf") else ""
+            null_index = int(sample.get("null_ans_index", 0))
+            null_score = start[null_index] + end[null_index]
+            predictions.append(text)
+            scores.append([score, null_score])
+            golds.append(_answers(sample))
+        return Decoded(uids=list(batch.uids), predictions=predictions, scores=scores, golds=golds)
+
+    def finalize(self, decoded: Decoded, task_def: TaskDef) -> Decoded:
+        best: dict[str, tuple[float, str, float, list[str]]] = {}
+        for uid, text, (score, null_score), gold in zip(
+            decoded.uids, decoded.predictions, decoded.scores, decoded.golds
+        ):
+            previous = best.get(uid)
+            if previous is None:
+                best[uid] = (score, text, null_score, gold)
+            else:
+                top_score, top_text = (score, text) if score > previous[0] else previous[:2]
+                best[uid] = (top_score, top_text, min(null_score, previous[2]), gold)
+        uids = list(best)
+        predictions, scores = [], []
+        for uid in uids:
+            score, text, null_score, _ = best[uid]
+            # The score of a question is its no-answer margin (v2 picks a threshold on it).
+            margin = null_score - score if score > float("-inf") else float("inf")
+            predictions.append("" if self.allows_no_answer and margin > 0 else text)
+            scores.append(margin if margin != float("inf") else 1e9)
+        return Decoded(uids=uids, predictions=predictions, scores=scores, golds=[best[u][3] for u in uids])
+
+
+class SpanYNHandler(SpanHandler):
+    """SQuAD v2.0-style spans: a question may have no answer (the [CLS] position)."""
+
+    task_type = TaskType.SpanClassificationYN
+    allows_no_answer = True
