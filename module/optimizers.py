@@ -1,0 +1,143 @@
+"""Adamax variants used by MT-DNN (SPEC §6).
+
+``Adamax`` is the BERT-style Adamax of MT-DNN v0.1, the optimizer behind the paper's numbers:
+    m ← β1·m + (1 − β1)·g
+    u ← max(β2·u, |g| + eps)
+    p ← p − lr·(m / (u + eps) + wd·p)
+with no bias correction. ``AdamaxW`` is the later bias-corrected variant with decoupled weight
+decay; with weight_decay 0 it takes the same steps as ``torch.optim.Adamax``.
+Learning-rate schedules are applied from outside (torch LR schedulers write ``group["lr"]``).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch.optim import Optimizer
+
+
+def _check_hyperparameters(lr: float, betas: tuple[float, float], eps: float, weight_decay: float) -> None:
+    """Raise ValueError for a hyper-parameter outside its valid range."""
+    if lr < 0.0:
+        raise ValueError(f"invalid learning rate {lr}")
+    if eps < 0.0:
+        raise ValueError(f"invalid eps {eps}")
+    for index, beta in enumerate(betas):
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"invalid beta at index {index}: {beta}")
+    if weight_decay < 0.0:
+        raise ValueError(f"invalid weight_decay {weight_decay}")
+
+
+class _AdamaxBase(Optimizer):
+    """Shared bookkeeping: collect each group's parameters with gradients and their state."""
+
+    def _group_tensors(self, group: dict[str, Any]) -> tuple[list[torch.Tensor], ...]:
+        """Parameters that have a gradient, their gradients, first moments and infinity norms."""
+        params, grads, exp_avgs, exp_infs = [], [], [], []
+        for param in group["params"]:
+            if param.grad is None:
+                continue
+            if param.grad.is_sparse:
+                raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
+            state = self.state[param]
+            if not state:
+                state["step"] = 0
+                state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+                state["exp_inf"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+            state["step"] += 1
+            params.append(param)
+            grads.append(param.grad)
+            exp_avgs.append(state["exp_avg"])
+            exp_infs.append(state["exp_inf"])
+        return params, grads, exp_avgs, exp_infs
+
+    @staticmethod
+    def _update_moments(
+        grads: list[torch.Tensor],
+        exp_avgs: list[torch.Tensor],
+        exp_infs: list[torch.Tensor],
+        beta1: float,
+        beta2: float,
+        eps: float,
+    ) -> None:
+        """m ← β1·m + (1 − β1)·g and u ← max(β2·u, |g| + eps), in place."""
+        torch._foreach_mul_(exp_avgs, beta1)
+        torch._foreach_add_(exp_avgs, grads, alpha=1.0 - beta1)
+        abs_grads = torch._foreach_abs(grads)
+        torch._foreach_add_(abs_grads, eps)
+        torch._foreach_mul_(exp_infs, beta2)
+        torch._foreach_maximum_(exp_infs, abs_grads)
+
+
+class Adamax(_AdamaxBase):
+    """BERT-style Adamax of MT-DNN v0.1: no bias correction, weight decay added to the update."""
+
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+        lr: float = 5e-5,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-6,
+        weight_decay: float = 0.01,
+    ):
+        _check_hyperparameters(lr, betas, eps, weight_decay)
+        super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay})
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        """Take one optimisation step; ``closure`` re-evaluates the loss if given."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params, grads, exp_avgs, exp_infs = self._group_tensors(group)
+            if not params:
+                continue
+            beta1, beta2 = group["betas"]
+            eps, weight_decay = group["eps"], group["weight_decay"]
+            self._update_moments(grads, exp_avgs, exp_infs, beta1, beta2, eps)
+            denominators = torch._foreach_add(exp_infs, eps)
+            updates = torch._foreach_div(exp_avgs, denominators)
+            if weight_decay != 0.0:
+                torch._foreach_add_(updates, params, alpha=weight_decay)
+            torch._foreach_add_(params, updates, alpha=-group["lr"])
+        return loss
+
+
+class AdamaxW(_AdamaxBase):
+    """Adamax with bias correction of the first moment and decoupled (AdamW-style) weight decay."""
+
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.01,
+    ):
+        _check_hyperparameters(lr, betas, eps, weight_decay)
+        super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay})
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        """Take one optimisation step; ``closure`` re-evaluates the loss if given."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params, grads, exp_avgs, exp_infs = self._group_tensors(group)
+            if not params:
+                continue
+            beta1, beta2 = group["betas"]
+            lr, weight_decay = group["lr"], group["weight_decay"]
+            if weight_decay != 0.0:
+                torch._foreach_mul_(params, 1.0 - lr * weight_decay)
+            self._update_moments(grads, exp_avgs, exp_infs, beta1, beta2, group["eps"])
+            # Parameters may have joined the group at different times, so steps can differ.
+            step_sizes = [-lr / (1.0 - beta1 ** self.state[param]["step"]) for param in params]
+            torch._foreach_addcdiv_(params, exp_avgs, exp_infs, step_sizes)
+        return loss

@@ -1,0 +1,138 @@
+"""Adamax (BERT-style, v0.1) and AdamaxW against hand computations and torch.optim.Adamax."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from module.optimizers import Adamax, AdamaxW
+
+LR, WD, EPS, B1, B2 = 0.1, 0.01, 1e-6, 0.9, 0.999
+
+
+def one_param(values: list[float]) -> torch.nn.Parameter:
+    return torch.nn.Parameter(torch.tensor(values, dtype=torch.float64))
+
+
+def test_adamax_one_and_two_steps_by_hand():
+    p = one_param([1.0, -2.0])
+    opt = Adamax([p], lr=LR, weight_decay=WD, eps=EPS)
+    g1 = [0.5, -0.1]
+    p.grad = torch.tensor(g1, dtype=torch.float64)
+    opt.step()
+    # m = 0.1·g; u = |g| + eps; p ← p − lr·(m/(u + eps) + wd·p)
+    m1 = [(1 - B1) * g for g in g1]
+    u1 = [abs(g) + EPS for g in g1]
+    p1 = [w - LR * (m / (u + EPS) + WD * w) for w, m, u in zip([1.0, -2.0], m1, u1)]
+    assert p1[0] == pytest.approx(1.0 - 0.1 * (0.05 / 0.500002 + 0.01), abs=1e-12)
+    assert p.detach().tolist() == pytest.approx(p1, abs=1e-12)
+
+    g2 = [-0.2, 0.3]
+    p.grad = torch.tensor(g2, dtype=torch.float64)
+    opt.step()
+    m2 = [B1 * m + (1 - B1) * g for m, g in zip(m1, g2)]
+    u2 = [max(B2 * u, abs(g) + EPS) for u, g in zip(u1, g2)]
+    p2 = [w - LR * (m / (u + EPS) + WD * w) for w, m, u in zip(p1, m2, u2)]
+    # First coordinate keeps the decayed old norm (0.4995 > 0.2), the second takes the new gradient.
+    assert u2[0] == pytest.approx(B2 * 0.500001) and u2[1] == pytest.approx(0.300001)
+    assert p.detach().tolist() == pytest.approx(p2, abs=1e-12)
+    state = opt.state[p]
+    assert state["exp_avg"].tolist() == pytest.approx(m2, abs=1e-15)
+    assert state["exp_inf"].tolist() == pytest.approx(u2, abs=1e-15)
+
+
+def test_adamax_per_group_weight_decay_and_missing_grads():
+    decayed, plain, unused = one_param([2.0]), one_param([2.0]), one_param([3.0])
+    opt = Adamax(
+        [{"params": [decayed], "weight_decay": 0.5}, {"params": [plain, unused], "weight_decay": 0.0}], lr=0.1
+    )
+    decayed.grad = torch.tensor([1.0], dtype=torch.float64)
+    plain.grad = torch.tensor([1.0], dtype=torch.float64)
+    opt.step()
+    step = 0.1 * (0.1 / (1.0 + 1e-6 + 1e-6))
+    assert plain.item() == pytest.approx(2.0 - step, abs=1e-12)
+    assert decayed.item() == pytest.approx(2.0 - step - 0.1 * 0.5 * 2.0, abs=1e-12)
+    assert unused.item() == 3.0 and unused not in opt.state
+
+
+def test_sparse_gradients_are_rejected():
+    emb = torch.nn.Embedding(5, 2, sparse=True)
+    emb(torch.tensor([1, 2])).sum().backward()
+    for cls in (Adamax, AdamaxW):
+        with pytest.raises(RuntimeError, match="sparse"):
+            cls(emb.parameters(), lr=0.1).step()
+
+
+def train_steps(model: torch.nn.Module, opt: torch.optim.Optimizer, batches: list[torch.Tensor]) -> None:
+    for x in batches:
+        opt.zero_grad()
+        model(x).pow(2).mean().backward()
+        opt.step()
+
+
+@pytest.mark.parametrize("cls", [Adamax, AdamaxW])
+def test_resume_from_state_dict_is_exact(cls):
+    torch.manual_seed(0)
+    batches = [torch.randn(4, 3) for _ in range(6)]
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+    opt = cls(model.parameters(), lr=0.05)
+    train_steps(model, opt, batches[:3])
+    saved_model, saved_opt = copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict())
+    train_steps(model, opt, batches[3:])
+
+    resumed = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+    resumed.load_state_dict(saved_model)
+    resumed_opt = cls(resumed.parameters(), lr=0.05)
+    resumed_opt.load_state_dict(saved_opt)
+    train_steps(resumed, resumed_opt, batches[3:])
+    for a, b in zip(model.parameters(), resumed.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_adamaxw_without_decay_matches_torch_adamax():
+    torch.manual_seed(1)
+    mine = torch.nn.Parameter(torch.randn(5, 3))
+    ref = torch.nn.Parameter(mine.detach().clone())
+    opt = AdamaxW([mine], lr=0.01, weight_decay=0.0)
+    ref_opt = torch.optim.Adamax([ref], lr=0.01, eps=1e-8, weight_decay=0.0)
+    for _ in range(5):
+        grad = torch.randn(5, 3)
+        mine.grad, ref.grad = grad.clone(), grad.clone()
+        opt.step()
+        ref_opt.step()
+    torch.testing.assert_close(mine, ref, rtol=1e-6, atol=1e-7)
+    assert not torch.equal(mine.detach(), torch.zeros(5, 3))
+
+
+def test_adamaxw_decoupled_weight_decay_first_step():
+    p = one_param([1.0, -2.0])
+    opt = AdamaxW([p], lr=0.1, weight_decay=0.2, eps=1e-8)
+    p.grad = torch.tensor([0.5, -0.1], dtype=torch.float64)
+    opt.step()
+    # Step 1: bias-corrected m equals g, u = |g| + eps, decay shrinks p before the update.
+    expected = [w * (1 - 0.1 * 0.2) - 0.1 * g / (abs(g) + 1e-8) for w, g in zip([1.0, -2.0], [0.5, -0.1])]
+    assert p.detach().tolist() == pytest.approx(expected, abs=1e-12)
+
+
+def test_lr_scheduler_drives_the_step_size():
+    p = one_param([0.0])
+    opt = Adamax([p], lr=1.0, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5 ** step)
+    for _ in range(2):
+        p.grad = torch.tensor([1.0], dtype=torch.float64)
+        opt.step()
+        sched.step()
+    m1, u1 = 0.1, 1.0 + EPS
+    m2, u2 = 0.9 * m1 + 0.1, max(B2 * u1, 1.0 + EPS)
+    assert p.item() == pytest.approx(-(m1 / (u1 + EPS)) - 0.5 * (m2 / (u2 + EPS)), abs=1e-12)
+
+
+def test_invalid_hyperparameters():
+    p = one_param([0.0])
+    with pytest.raises(ValueError):
+        Adamax([p], lr=-1.0)
+    with pytest.raises(ValueError):
+        Adamax([p], betas=(1.0, 0.999))
+    with pytest.raises(ValueError):
+        AdamaxW([p], weight_decay=-0.1)
