@@ -47,8 +47,7 @@ class SmartPerturbation:
     def _ascent_loss(self, adv_view: torch.Tensor, clean_view: torch.Tensor, regression: bool) -> torch.Tensor:
         if regression:
             return F.mse_loss(adv_view.reshape(-1).float(), clean_view.reshape(-1).float(), reduction="sum")
-        # Upstream sums the stable KL over the batch here (reduce=False).
-        return stable_kl(adv_view, clean_view) * adv_view.size(0)
+        return stable_kl(adv_view, clean_view, reduce=False)
 
     def adversarial_loss(
         self,

@@ -52,8 +52,7 @@ class SANHead(nn.Module):
             n_out,
             dropout_p,
             num_turn=san.num_turn,
-            # A single score per row (ranking) has a degenerate softmax: use the last turn's logits.
-            mem_type=san.mem_type if n_out > 1 else 0,
+            mem_type=san.mem_type,
             mem_drop_p=san.mem_drop_p,
             mem_cum_type=san.mem_cum_type,
             weight_norm_on=san.weight_norm_on,
