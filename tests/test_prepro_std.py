@@ -3,20 +3,16 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 from transformers import AutoTokenizer
 
+import prepro_std
 from data_utils.errors import MTDNNInputError, run_cli
 from data_utils.task_def import load_task_defs
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # prepro_std.py is a top-level script, not an installed module
-import prepro_std  # noqa: E402
-
 DATA = ROOT / "tests" / "data" / "canonical"
 MINILM = Path("/work/shared/models/all-MiniLM-L6-v2")
 ROBERTA_TINY = ROOT / "tests" / "data" / "tokenizers" / "roberta_tiny"
