@@ -36,7 +36,7 @@ from data_utils.file_io import atomic_write
 from data_utils.log_utils import setup_logging
 from data_utils.task_def import TaskDef, get_task_def, load_task_defs, task_def_to_dict
 from mt_dnn.batcher import Collater, MultiTaskDataset, TaskDataset, apply_word_dropout, build_eval_loader
-from mt_dnn.inference import evaluate, format_metrics, write_eval_outputs
+from mt_dnn.inference import encode_dataset, evaluate, format_metrics, write_eval_outputs
 from mt_dnn.matcher import SANBertNetwork, is_mtdnn_checkpoint, load_encoder, load_mtdnn_checkpoint
 from mt_dnn.model import MTDNNModel, total_updates
 from mt_dnn.options import AdvOptions, DataOptions, ModelOptions, TrainOptions, options_to_dict
@@ -233,11 +233,11 @@ def options_from_args(args: argparse.Namespace) -> tuple[RunOptions, DataOptions
     return run, data, model, train, adv
 
 
-def dataset_files(data: DataOptions, task_defs_path: str) -> tuple[dict[str, Path], dict[str, list[tuple[str, Path]]]]:
+def dataset_files(data: DataOptions, with_train: bool) -> tuple[dict[str, Path], dict[str, list[tuple[str, Path]]]]:
     """Train files and the dev/test files of every test dataset; a missing file is an error now."""
     data_dir = Path(data.data_dir)
     train = {}
-    for name in data.train_datasets:
+    for name in data.train_datasets if with_train else ():
         path = data_dir / f"{name}_train.json"
         if not path.is_file():
             raise MTDNNInputError(f"training file of dataset {name!r} not found (run prepro_std.py first)", path)
@@ -250,6 +250,18 @@ def dataset_files(data: DataOptions, task_defs_path: str) -> tuple[dict[str, Pat
             raise MTDNNInputError(f"test dataset {name!r}: neither {name}_dev.json nor {name}_test.json exists", data_dir)
         tests[name] = found
     return train, tests
+
+
+def open_tensorboard(run: RunOptions, output_dir: Path) -> Any:
+    """A ``SummaryWriter`` under ``<output_dir>/<tensorboard_logdir>`` with ``--tensorboard``, else None."""
+    if not run.tensorboard:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        logger.warning("--tensorboard needs the tensorboard package (pip install tensorboard); not logging to it")
+        return None
+    return SummaryWriter(str(output_dir / run.tensorboard_logdir))
 
 
 # ----------------------------------------------------------------------------- state
@@ -305,7 +317,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     run, data, model_opts, train_opts, adv_opts = options_from_args(args)
     task_defs_all = load_task_defs(data.task_def)
-    train_files, test_files = dataset_files(data, data.task_def)
+    train_files, test_files = dataset_files(data, with_train=not run.encode_mode)
     output_dir = Path(run.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     setup_logging(output_dir / run.log_file if not os.path.isabs(run.log_file) else run.log_file)
@@ -325,6 +337,26 @@ def main(argv: list[str] | None = None) -> None:
     if tokenizer_source is None:
         raise MTDNNInputError("--init_checkpoint is an MT-DNN .pt file: name its tokenizer with --tokenizer")
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, cache_dir=model_opts.transformer_cache)
+
+    eval_collater = Collater(tokenizer.pad_token_id or 0, data.max_seq_len, data.do_padding, keep_samples=True)
+    eval_sets = {
+        (name, split): TaskDataset(path, get_task_def(task_defs_all, name, data.task_def), name, data.max_seq_len)
+        for name, files in test_files.items()
+        for split, path in files
+    }
+    if run.encode_mode:
+        network = SANBertNetwork(load_encoder(model_opts), task_defs, model_opts, sep_token_id=tokenizer.sep_token_id)
+        if is_mtdnn_checkpoint(model_opts.init_checkpoint):
+            network.load_state_dict(load_mtdnn_checkpoint(model_opts.init_checkpoint)["state"], strict=False)
+        network.to(device)
+        for name, files in test_files.items():
+            # As upstream: the test split's encodings (the dev split's when there is no test file).
+            split = dict(files).get("test") and "test" or "dev"
+            loader = build_eval_loader(eval_sets[(name, split)], data.batch_size_eval, eval_collater)
+            with atomic_write(output_dir / f"{name}_encoding.pt", "wb") as handle:
+                torch.save(encode_dataset(network, loader, device), handle)
+            logger.info("wrote %s", output_dir / f"{name}_encoding.pt")
+        return
 
     # Data: per-task datasets, the multi-task sampler (paper's Algorithm 1), the collater.
     train_sets = [
@@ -352,13 +384,6 @@ def main(argv: list[str] | None = None) -> None:
         num_workers=data.dataloader_num_workers,
         generator=torch.Generator().manual_seed(train_opts.seed),
     )
-    eval_collater = Collater(tokenizer.pad_token_id or 0, data.max_seq_len, data.do_padding, keep_samples=True)
-    eval_sets = {
-        (name, split): TaskDataset(path, get_task_def(task_defs_all, name, data.task_def), name, data.max_seq_len)
-        for name, files in test_files.items()
-        for split, path in files
-    }
-
     # Model: shared encoder + heads, optimizer and schedule over the real number of updates.
     network = SANBertNetwork(load_encoder(model_opts), task_defs, model_opts, sep_token_id=tokenizer.sep_token_id)
     updates_total = total_updates(len(sampler), train_opts.epochs, train_opts.grad_accumulation_step)
@@ -382,6 +407,7 @@ def main(argv: list[str] | None = None) -> None:
         updates_total,
     )
 
+    tensorboard = open_tensorboard(run, output_dir)
     start_epoch, start_position = 0, 0
     word_dropout_rng = torch.Generator().manual_seed(train_opts.seed)
     if run.resume:
@@ -406,6 +432,9 @@ def main(argv: list[str] | None = None) -> None:
                 result = evaluate(model, loader, dataset.task_def, with_labels=split == "dev")
                 write_eval_outputs(result, output_dir, name, split, dataset.task_def, run.glue_format_on, epoch, updates)
                 logger.info("%s %s (epoch %s, update %d): %s", name, split, epoch, model.updates, format_metrics(result.metrics))
+                for metric, value in result.metrics.items():
+                    if tensorboard is not None and isinstance(value, float):
+                        tensorboard.add_scalar(f"{name}/{split}/{metric}", value, model.updates)
 
     special_ids = tokenizer.all_special_ids
     unk_id = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else 0
@@ -430,6 +459,9 @@ def main(argv: list[str] | None = None) -> None:
                     "task %s update %d loss %.4f lr %.3e | %.1f examples/s | epoch ETA %.0fs",
                     batch.dataset, model.updates, running_loss or float("nan"), model.learning_rate, rate, eta,
                 )
+                if tensorboard is not None and running_loss is not None:
+                    tensorboard.add_scalar("train/loss", running_loss, model.updates)
+                    tensorboard.add_scalar("train/lr", model.learning_rate, model.updates)
             if run.save_per_updates_on and model.micro_steps == 0 and model.updates % run.save_per_updates == 0:
                 evaluate_all(None, model.updates)
                 save_checkpoint(output_dir / f"model_{epoch}_{model.updates}.pt", model, config, epoch, position, word_dropout_rng)

@@ -6,6 +6,7 @@ TSV into the index (or float) that training uses, ``TaskDef.decode_label`` goes 
 """
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from enum import IntEnum
@@ -153,7 +154,7 @@ class TaskDef:
     adv_loss: LossCriterion = LossCriterion.SymKlCriterion
     actf: str | None = None
 
-    @property
+    @functools.cached_property
     def label_index(self) -> dict[str, int]:
         """Label string → index (position in ``labels``)."""
         return {label: index for index, label in enumerate(self.labels or ())}
@@ -381,9 +382,15 @@ def load_task_defs(path: str | Path) -> dict[str, TaskDef]:
     return defs
 
 
+# Datasets scored by another task's head: the GLUE diagnostic set uses MNLI's.
+DATASET_ALIASES = {"ax": "mnli"}
+
+
 def get_task_def(task_defs: dict[str, TaskDef], dataset: str, task_def_path: str | Path) -> TaskDef:
-    """The ``TaskDef`` of a dataset name (``rte``, ``mnli_matched``, ``scitail_001``) or a clear error."""
+    """The ``TaskDef`` of a dataset name (``rte``, ``mnli_matched``, ``scitail_001``, ``ax``) or a clear error."""
     task = task_name_of(dataset)
+    if task not in task_defs and DATASET_ALIASES.get(task) in task_defs:
+        task = DATASET_ALIASES[task]
     if task not in task_defs:
         raise MTDNNInputError(
             f"dataset {dataset!r}: task {task!r} is not defined (defined: {', '.join(sorted(task_defs))})",

@@ -181,9 +181,7 @@ class SANBertNetwork(nn.Module):
         finally:
             self._embedding_override = None
         sequence_output = output.last_hidden_state
-        pooled = getattr(output, "pooler_output", None)
-        if self.pooler is not None or pooled is None:
-            pooled = self.pooler(sequence_output)
+        pooled = self.pooler(sequence_output) if self.pooler is not None else output.pooler_output
         return EncoderFeatures(sequence_output, pooled, input_ids, token_type_ids, attention_mask)
 
     def forward(
