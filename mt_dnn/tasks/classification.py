@@ -58,6 +58,7 @@ class SANHead(nn.Module):
             weight_norm_on=san.weight_norm_on,
             att_hidden_size=san.att_hidden_size,
             sum_att_type=san.sum_att_type,
+            enable_vbp=ctx.vb_dropout,
         )
 
     def forward(self, features: EncoderFeatures) -> torch.Tensor:
