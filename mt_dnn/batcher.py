@@ -394,6 +394,19 @@ def unshard(per_rank: Sequence[Sequence[Any]], n: int) -> list[Any]:
     return [value for shard in per_rank for value in shard][:n]
 
 
+class LengthSortedSampler(torch.utils.data.Sampler):
+    """Visits examples longest first so evaluation batches carry little padding; ``order`` maps back."""
+
+    def __init__(self, lengths: Sequence[int]):
+        self.order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+
+    def __iter__(self):
+        return iter(self.order)
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+
 def build_eval_loader(
     dataset: TaskDataset,
     batch_size: int,
@@ -402,10 +415,28 @@ def build_eval_loader(
     world_size: int = 1,
     num_workers: int = 0,
 ) -> torch.utils.data.DataLoader:
-    """A sequential loader over ``dataset`` (or rank ``rank``'s shard of it; see ``unshard``)."""
+    """A loader over ``dataset`` (or rank ``rank``'s shard of it; see ``unshard``), longest examples first.
+
+    Outputs come in ``loader.sampler.order``; ``restore_order`` puts them back in dataset order.
+    """
     source: torch.utils.data.Dataset = dataset
+    lengths = dataset.lengths()
     if world_size > 1:
-        source = torch.utils.data.Subset(dataset, shard_indices(len(dataset), rank, world_size))
+        indices = shard_indices(len(dataset), rank, world_size)
+        source = torch.utils.data.Subset(dataset, indices)
+        lengths = [lengths[i] for i in indices]
     return torch.utils.data.DataLoader(
-        source, batch_size=batch_size, shuffle=False, collate_fn=collater, num_workers=num_workers
+        source,
+        batch_size=batch_size,
+        sampler=LengthSortedSampler(lengths),
+        collate_fn=collater,
+        num_workers=num_workers,
     )
+
+
+def restore_order(values: Sequence[Any], order: Sequence[int]) -> list[Any]:
+    """Per-sample outputs produced in ``order`` (a permutation) → the dataset's order."""
+    restored: list[Any] = [None] * len(order)
+    for value, index in zip(values, order):
+        restored[index] = value
+    return restored

@@ -11,6 +11,7 @@ import torch
 from data_utils.metrics import calc_metrics
 from data_utils.score_files import glue_submission_name, score_file_name, write_glue_submission, write_score_file
 from data_utils.task_def import TaskDef
+from mt_dnn.batcher import restore_order
 from mt_dnn.tasks import Decoded, get_task_handler
 
 if TYPE_CHECKING:
@@ -37,6 +38,9 @@ def predict_dataset(model: MTDNNModel, loader: torch.utils.data.DataLoader, task
         merged.predictions.extend(part.predictions)
         merged.scores.extend(part.scores)
         merged.golds.extend(part.golds)
+    order = getattr(loader.sampler, "order", None)
+    if order is not None:
+        merged = Decoded(*(restore_order(values, order) for values in (merged.uids, merged.predictions, merged.scores, merged.golds)))
     return handler.finalize(merged, task_def)
 
 
@@ -64,7 +68,9 @@ def write_eval_outputs(
     """Write the score file (and the GLUE submission TSV with ``glue_format``); returns the score file."""
     decoded = result.decoded
     path = score_file_name(output_dir, dataset, split, epoch=epoch, updates=updates)
-    write_score_file(path, result.metrics, decoded.predictions, decoded.uids, decoded.scores)
+    # Score files hold one flat list: n_class probabilities per example for classification (SPEC §7).
+    flat_scores = [value for score in decoded.scores for value in (score if isinstance(score, list) else [score])]
+    write_score_file(path, result.metrics, decoded.predictions, decoded.uids, flat_scores)
     if glue_format:
         tsv = glue_submission_name(output_dir, dataset, split, epoch=epoch, updates=updates)
         write_glue_submission(tsv, decoded.uids, decoded.predictions, task_def)

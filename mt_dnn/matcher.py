@@ -6,6 +6,7 @@ for the heads) so released MT-DNN checkpoints and ``strip_model.py`` keep workin
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ BERT_CONFIG_KEYS = (
     "initializer_range",
 )
 ENCODER_PREFIX = "bert."
+_LAYER_INDEX = re.compile(r"(?:^|\.)layers?\.(\d+)\.")
 
 
 def _apply_encoder_options(config: PretrainedConfig, opts: ModelOptions) -> PretrainedConfig:
@@ -87,6 +89,12 @@ def _renamed_encoder_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Te
     return renamed
 
 
+def _beyond_depth(key: str, config: PretrainedConfig) -> bool:
+    """True for a weight of an encoder layer that the (possibly truncated) config does not have."""
+    match = _LAYER_INDEX.search(key)
+    return match is not None and int(match.group(1)) >= config.num_hidden_layers
+
+
 def load_encoder(opts: ModelOptions) -> PreTrainedModel:
     """The shared encoder from a hub id, a local folder or an MT-DNN ``.pt`` file."""
     source = opts.init_checkpoint
@@ -99,7 +107,10 @@ def load_encoder(opts: ModelOptions) -> PreTrainedModel:
         expected = set(encoder.state_dict())
         # Position-id buffers are not weights; older checkpoints carry them, newer do not.
         missing = sorted(k for k in expected - set(state) if not k.endswith("position_ids"))
-        unexpected = sorted(k for k in set(state) - expected if not k.endswith("position_ids"))
+        # Layers beyond --num_hidden_layers are cut on purpose, not unexpected.
+        unexpected = sorted(
+            k for k in set(state) - expected if not k.endswith("position_ids") and not _beyond_depth(k, config)
+        )
         if missing or unexpected:
             problems = ([f"missing encoder key {missing[0]!r}"] if missing else []) + (
                 [f"unexpected encoder key {unexpected[0]!r}"] if unexpected else []

@@ -16,6 +16,7 @@ from mt_dnn.batcher import (
     TaskDataset,
     apply_word_dropout,
     build_eval_loader,
+    restore_order,
     shard_indices,
     unshard,
 )
@@ -269,13 +270,20 @@ def test_training_loader_with_the_multi_task_sampler():
     assert len(seen["qnnli"]) == 6
 
 
-def test_eval_loader_shards_and_unshard_restores_order():
+def test_eval_loader_sorts_by_length_and_restore_order_undoes_it():
     rte = dataset("rte", GLUE["rte"])
-    assert [u for b in build_eval_loader(rte, 5, Collater(0, 512, keep_samples=True)) for u in b.uids] == [
-        s["uid"] for s in rte.samples
-    ]
+    loader = build_eval_loader(rte, 5, Collater(0, 512, keep_samples=True))
+    batches = list(loader)
+    lengths = [int(n) for b in batches for n in b.attention_mask.sum(dim=1)]
+    assert lengths == sorted(lengths, reverse=True)  # longest first: little padding per batch
+    uids = [u for b in batches for u in b.uids]
+    assert uids != [s["uid"] for s in rte.samples]
+    assert restore_order(uids, loader.sampler.order) == [s["uid"] for s in rte.samples]
     for world in (1, 3, 5, 13):
-        shards = [[u for b in build_eval_loader(rte, 2, Collater(0, 512), r, world) for u in b.uids] for r in range(world)]
+        shards = []
+        for r in range(world):
+            shard_loader = build_eval_loader(rte, 2, Collater(0, 512), r, world)
+            shards.append(restore_order([u for b in shard_loader for u in b.uids], shard_loader.sampler.order))
         assert len({len(s) for s in shards}) == 1  # every rank runs the same number of batches
         assert unshard(shards, len(rte)) == [s["uid"] for s in rte.samples]
     assert shard_indices(5, 1, 2) == [3, 4, 4]

@@ -97,6 +97,18 @@ def test_encoder_without_pooler_gets_a_shared_new_one(task_defs, make_batch, tin
     torch.testing.assert_close(features.pooled_output, expected)
 
 
+@pytest.mark.parametrize("vb_dropout", [True, False])
+def test_vb_dropout_reaches_the_san_head(vb_dropout, task_defs, build_network):
+    rte = dataclasses.replace(task_defs["rte"], enable_san=True)
+    network = build_network([rte], vb_dropout=vb_dropout).train()
+    dropout = network.scoring_list[0].san.dropout
+    assert dropout.enable_vbp is vb_dropout
+    # Variational dropout drops the same features at every token of a sequence.
+    torch.manual_seed(0)
+    dropped = dropout(torch.ones(2, 6, 32)) == 0
+    assert bool((dropped == dropped[:, :1]).all()) is vb_dropout
+
+
 def test_encoder_options_dropout_and_depth(tiny_model_dir):
     encoder = load_encoder(ModelOptions(init_checkpoint=str(tiny_model_dir), bert_dropout_p=0.25, num_hidden_layers=1))
     assert encoder.config.hidden_dropout_prob == 0.25 and encoder.config.attention_probs_dropout_prob == 0.25
@@ -190,6 +202,16 @@ def test_original_pt_with_old_layer_norm_names(tiny_model_dir, tmp_path, make_ba
     torch.save(checkpoint, path)
     batch = make_batch("rte", 2)
     loaded = load_encoder(ModelOptions(init_checkpoint=str(path)))
+    assert torch.equal(encoder_output(loaded, batch), encoder_output(encoder, batch))
+
+
+def test_original_pt_cut_to_fewer_layers(tiny_model_dir, tmp_path, make_batch):
+    encoder = load_encoder(ModelOptions(init_checkpoint=str(tiny_model_dir), num_hidden_layers=1))
+    path = tmp_path / "two_layers.pt"
+    torch.save(original_checkpoint(load_encoder(ModelOptions(init_checkpoint=str(tiny_model_dir)))), path)
+    loaded = load_encoder(ModelOptions(init_checkpoint=str(path), num_hidden_layers=1))
+    assert len(loaded.encoder.layer) == 1
+    batch = make_batch("rte", 2)
     assert torch.equal(encoder_output(loaded, batch), encoder_output(encoder, batch))
 
 

@@ -239,13 +239,13 @@ def test_san_is_refused_where_it_cannot_work(name, task_defs, build_network):
 
 
 # ---- decoding of sentence-level tasks -------------------------------------------------------
-def test_classification_decode_gives_flat_probabilities_and_argmax(task_defs, make_batch):
+def test_classification_decode_gives_probabilities_per_sample_and_argmax(task_defs, make_batch):
     batch = make_batch("rte", 3)
     logits = torch.tensor([[1.0, 2.0], [3.0, 0.0], [0.0, 0.0]])
     decoded = get_task_handler(TaskType.Classification).decode(logits, batch)
     p = torch.softmax(logits, -1)
-    assert decoded.scores == pytest.approx(p.reshape(-1).tolist())
-    assert len(decoded.scores) == 3 * 2
+    assert [score for sample in decoded.scores for score in sample] == pytest.approx(p.reshape(-1).tolist())
+    assert len(decoded.scores) == 3 and all(len(sample) == 2 for sample in decoded.scores)
     assert decoded.predictions == [1, 0, 0]
     assert decoded.golds == batch.labels.tolist() and decoded.uids == ["0", "1", "2"]
 
@@ -262,7 +262,8 @@ def test_ranking_decode_argmax_over_k(task_defs, make_batch):
     logits = torch.tensor([[0.1], [2.0], [3.0], [-1.0], [0.0], [0.0]])
     decoded = get_task_handler(TaskType.Ranking).decode(logits, batch)
     assert decoded.predictions == [1, 0, 0]
-    assert decoded.scores == pytest.approx(torch.softmax(logits.view(3, 2), -1).reshape(-1).tolist())
+    flat = [score for sample in decoded.scores for score in sample]
+    assert flat == pytest.approx(torch.softmax(logits.view(3, 2), -1).reshape(-1).tolist())
     assert decoded.golds == batch.labels.tolist()
 
 

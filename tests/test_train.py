@@ -16,7 +16,7 @@ import torch
 
 from data_utils.errors import MTDNNInputError
 from data_utils.task_def import load_task_defs
-from mt_dnn.batcher import Collater, TaskDataset, build_eval_loader
+from mt_dnn.batcher import Collater, TaskDataset
 from mt_dnn.matcher import SANBertNetwork, load_encoder
 from mt_dnn.options import ModelOptions
 from train import build_parser, main, options_from_args
@@ -140,7 +140,8 @@ def test_scores_come_from_the_saved_weights(straight, tiny_model_dir, features_d
     network = SANBertNetwork(load_encoder(opts), [defs["rte"], defs["stsb"]], opts, sep_token_id=102)
     network.load_state_dict(load_checkpoint(out / "model_1.pt")["state"])
     network.eval()
-    loader = build_eval_loader(TaskDataset(features_dir / "rte_dev.json", defs["rte"], "rte"), 8, Collater(0, 64))
+    dataset = TaskDataset(features_dir / "rte_dev.json", defs["rte"], "rte")
+    loader = torch.utils.data.DataLoader(dataset, batch_size=4, collate_fn=Collater(0, 64))  # dataset order
     with torch.no_grad():
         probs = torch.cat([network(b.input_ids, b.token_type_ids, b.attention_mask, 0).softmax(-1) for b in loader])
     saved = strict_json(out / "rte_dev_scores_epoch_1.json")["scores"]
@@ -172,6 +173,19 @@ def test_resume_with_dataloader_workers_is_bit_identical(straight, tiny_model_di
     extra = ("--resume", "--model_ckpt", str(out / "model_0_3.pt"), "--dataloader_num_workers", "2")
     main(train_args(tiny_model_dir, features_dir, tmp_path, *extra))
     assert_same_weights(out / "model_1.pt", tmp_path / "model_1.pt")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug: an epoch-end checkpoint drops the gradient of an unfinished accumulated update "
+    "(5 batches per epoch, N=2); MTDNNModel.training_state keeps neither the grads nor micro_steps",
+)
+def test_resume_with_grad_accumulation_across_epochs_is_bit_identical(tiny_model_dir, features_dir, tmp_path):
+    main(train_args(tiny_model_dir, features_dir, tmp_path / "a", "--grad_accumulation_step", "2"))
+    resume = ("--resume", "--model_ckpt", str(tmp_path / "a" / "model_0.pt"))
+    main(train_args(tiny_model_dir, features_dir, tmp_path / "b", "--grad_accumulation_step", "2", *resume))
+    assert load_checkpoint(tmp_path / "a" / "model_1.pt")["updates"] == UPDATES_PER_EPOCH  # (2 × 5) // 2
+    assert_same_weights(tmp_path / "a" / "model_1.pt", tmp_path / "b" / "model_1.pt")
 
 
 @pytest.mark.parametrize("flags", list(RESUME_FLAGS))
@@ -206,6 +220,19 @@ def test_init_checkpoint_from_a_saved_run_contributes_weights(straight, tiny_mod
     assert scores == pytest.approx(strict_json(out / "rte_dev_scores_epoch_1.json")["scores"], abs=1e-6)
     # Options come from the command line, never from the checkpoint.
     assert strict_json(tmp_path / "config.json")["data"]["train_datasets"] == ["rte"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug: saved heads are matched by position, not task name; rte's 2-class head meets stsb's "
+    "1-output head at scoring_list.0 and load_state_dict raises a size-mismatch RuntimeError",
+)
+def test_init_checkpoint_matches_heads_by_task_name(straight, tiny_model_dir, features_dir, tmp_path):
+    source = straight("plain") / "model_1.pt"
+    args = train_args(source, features_dir, tmp_path, "--epochs", "1", "--learning_rate", "0", datasets="stsb")
+    main(args + ["--tokenizer", str(tiny_model_dir)])
+    before, after = load_checkpoint(source)["state"], load_checkpoint(tmp_path / "model_0.pt")["state"]
+    assert torch.equal(after["scoring_list.0.proj.weight"], before["scoring_list.1.proj.weight"])
 
 
 # ---- bad input -------------------------------------------------------------------------------

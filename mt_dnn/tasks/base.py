@@ -52,7 +52,11 @@ class EncoderFeatures:
 
 @dataclass
 class Decoded:
-    """Predictions of one batch: one prediction, score and gold per sample (not per row)."""
+    """Predictions of one batch: one prediction, score and gold per sample (not per row).
+
+    A sample's score is a number (regression, span margin) or a list (class or candidate
+    probabilities); score files flatten the lists.
+    """
 
     uids: list[str]
     predictions: list[Any]

@@ -99,7 +99,7 @@ class ClassificationHandler(TaskHandler):
         return Decoded(
             uids=list(batch.uids),
             predictions=probs.argmax(dim=-1).tolist(),
-            scores=probs.reshape(-1).tolist(),
+            scores=probs.tolist(),
             golds=[int(label) for label in batch.labels.tolist()],
         )
 
@@ -145,6 +145,6 @@ class RankingHandler(TaskHandler):
         return Decoded(
             uids=list(batch.uids),
             predictions=probs.argmax(dim=-1).tolist(),
-            scores=probs.reshape(-1).tolist(),
+            scores=probs.tolist(),
             golds=batch.labels.tolist(),
         )
