@@ -89,10 +89,10 @@ def _renamed_encoder_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Te
     return renamed
 
 
-def _beyond_depth(key: str, config: PretrainedConfig) -> bool:
-    """True for a weight of an encoder layer that the (possibly truncated) config does not have."""
+def _in_cut_layers(key: str, kept: int, depth: int) -> bool:
+    """True for a weight of layers ``kept .. depth - 1``, the ones ``--num_hidden_layers`` cut away."""
     match = _LAYER_INDEX.search(key)
-    return match is not None and int(match.group(1)) >= config.num_hidden_layers
+    return match is not None and kept <= int(match.group(1)) < depth
 
 
 def load_encoder(opts: ModelOptions) -> PreTrainedModel:
@@ -100,16 +100,20 @@ def load_encoder(opts: ModelOptions) -> PreTrainedModel:
     source = opts.init_checkpoint
     if is_mtdnn_checkpoint(source):
         checkpoint = load_mtdnn_checkpoint(source)
-        config = _apply_encoder_options(_encoder_config_from_checkpoint(checkpoint), opts)
+        config = _encoder_config_from_checkpoint(checkpoint)
+        depth = config.num_hidden_layers
+        config = _apply_encoder_options(config, opts)
         config._attn_implementation = "sdpa"
         encoder = AutoModel.from_config(config) if not isinstance(config, BertConfig) else BertModel(config)
         state = _renamed_encoder_state(checkpoint["state"])
         expected = set(encoder.state_dict())
         # Position-id buffers are not weights; older checkpoints carry them, newer do not.
         missing = sorted(k for k in expected - set(state) if not k.endswith("position_ids"))
-        # Layers beyond --num_hidden_layers are cut on purpose, not unexpected.
+        # Layers cut by --num_hidden_layers are dropped on purpose, not unexpected.
         unexpected = sorted(
-            k for k in set(state) - expected if not k.endswith("position_ids") and not _beyond_depth(k, config)
+            k
+            for k in set(state) - expected
+            if not k.endswith("position_ids") and not _in_cut_layers(k, config.num_hidden_layers, depth)
         )
         if missing or unexpected:
             problems = ([f"missing encoder key {missing[0]!r}"] if missing else []) + (

@@ -215,19 +215,27 @@ def test_original_pt_cut_to_fewer_layers(tiny_model_dir, tmp_path, make_batch):
     assert torch.equal(encoder_output(loaded, batch), encoder_output(encoder, batch))
 
 
-@pytest.mark.parametrize("problem", ["missing", "unexpected"])
-def test_original_pt_with_a_wrong_encoder_key_names_it(problem, tiny_model_dir, tmp_path):
+@pytest.mark.parametrize(
+    "problem, key",
+    [
+        ("missing", "encoder.layer.1.output.dense.weight"),
+        ("unexpected", "encoder.layer.1.output.extra_scale"),
+        ("unexpected", "encoder.layer.7.output.dense.weight"),  # a layer the config does not have
+    ],
+)
+@pytest.mark.parametrize("num_hidden_layers", [-1, 1])
+def test_original_pt_with_a_wrong_encoder_key_names_it(problem, key, num_hidden_layers, tiny_model_dir, tmp_path):
+    if num_hidden_layers == 1 and ".1." in key:
+        key = key.replace(".1.", ".0.")  # keep the wrong key inside the layers that remain
     checkpoint = original_checkpoint(load_encoder(ModelOptions(init_checkpoint=str(tiny_model_dir))))
     if problem == "missing":
-        key = "encoder.layer.1.output.dense.weight"
         del checkpoint["state"]["bert." + key]
     else:
-        key = "encoder.layer.1.output.extra_scale"
         checkpoint["state"]["bert." + key] = torch.ones(3)
     path = tmp_path / f"{problem}.pt"
     torch.save(checkpoint, path)
     with pytest.raises(MTDNNInputError) as err:
-        load_encoder(ModelOptions(init_checkpoint=str(path)))
+        load_encoder(ModelOptions(init_checkpoint=str(path), num_hidden_layers=num_hidden_layers))
     message = str(err.value)
     assert f"{problem} encoder key '{key}'" in message and str(path) in message and "\n" not in message
 
