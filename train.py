@@ -420,9 +420,11 @@ def main(argv: list[str] | None = None) -> None:
             start_epoch, start_position = start_epoch + 1, 0
         logger.info("resumed from %s at epoch %d, batch %d, update %d", run.model_ckpt, start_epoch, start_position, model.updates)
     elif is_mtdnn_checkpoint(model_opts.init_checkpoint):
-        missing = model.load_weights(load_mtdnn_checkpoint(model_opts.init_checkpoint)["state"])
-        if missing:
-            logger.info("heads not in %s start fresh: %s", model_opts.init_checkpoint, ", ".join(sorted({k.rsplit(".", 2)[0] for k in missing})))
+        source = load_mtdnn_checkpoint(model_opts.init_checkpoint)
+        source_tasks = [task["name"] for task in (source.get("config") or {}).get("task_defs", [])]
+        fresh = model.load_weights(source["state"], source_tasks)
+        if fresh:
+            logger.info("heads not in %s start fresh: %s", model_opts.init_checkpoint, ", ".join(fresh))
 
     def evaluate_all(epoch: int | None, updates: int | None) -> None:
         # Evaluation draws no training randomness: fork the RNG so resume stays exact.

@@ -74,19 +74,27 @@ def _encoder_config_from_checkpoint(checkpoint: dict[str, Any]) -> PretrainedCon
     return BertConfig(**{key: config[key] for key in BERT_CONFIG_KEYS if key in config})
 
 
-def _renamed_encoder_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Encoder weights of a checkpoint, ``bert.`` prefix removed, old ``gamma``/``beta`` names mapped."""
-    renamed = {}
+def normalize_state_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A checkpoint's weights with old ``LayerNorm.gamma``/``beta`` names mapped and position-id buffers dropped."""
+    normalized = {}
     for key, value in state.items():
-        if not key.startswith(ENCODER_PREFIX):
-            continue
-        key = key[len(ENCODER_PREFIX) :]
+        if key.endswith("position_ids"):
+            continue  # a buffer, not a weight; older checkpoints carry it, newer do not
         if key.endswith("LayerNorm.gamma"):
             key = key[: -len("gamma")] + "weight"
         elif key.endswith("LayerNorm.beta"):
             key = key[: -len("beta")] + "bias"
-        renamed[key] = value
-    return renamed
+        normalized[key] = value
+    return normalized
+
+
+def _encoder_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Encoder weights of a checkpoint, ``bert.`` prefix removed."""
+    return {
+        key[len(ENCODER_PREFIX) :]: value
+        for key, value in normalize_state_keys(state).items()
+        if key.startswith(ENCODER_PREFIX)
+    }
 
 
 def _in_cut_layers(key: str, kept: int, depth: int) -> bool:
@@ -105,16 +113,11 @@ def load_encoder(opts: ModelOptions) -> PreTrainedModel:
         config = _apply_encoder_options(config, opts)
         config._attn_implementation = "sdpa"
         encoder = AutoModel.from_config(config) if not isinstance(config, BertConfig) else BertModel(config)
-        state = _renamed_encoder_state(checkpoint["state"])
-        expected = set(encoder.state_dict())
-        # Position-id buffers are not weights; older checkpoints carry them, newer do not.
-        missing = sorted(k for k in expected - set(state) if not k.endswith("position_ids"))
+        state = _encoder_state(checkpoint["state"])
+        expected = {k for k in encoder.state_dict() if not k.endswith("position_ids")}
+        missing = sorted(expected - set(state))
         # Layers cut by --num_hidden_layers are dropped on purpose, not unexpected.
-        unexpected = sorted(
-            k
-            for k in set(state) - expected
-            if not k.endswith("position_ids") and not _in_cut_layers(k, config.num_hidden_layers, depth)
-        )
+        unexpected = sorted(k for k in set(state) - expected if not _in_cut_layers(k, config.num_hidden_layers, depth))
         if missing or unexpected:
             problems = ([f"missing encoder key {missing[0]!r}"] if missing else []) + (
                 [f"unexpected encoder key {unexpected[0]!r}"] if unexpected else []

@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from data_utils.errors import MTDNNInputError
 from data_utils.task_def import TaskDef
 from mt_dnn.loss import build_criterion
+from mt_dnn.matcher import normalize_state_keys
 from mt_dnn.optim import build_optimizer, build_scheduler
 from mt_dnn.options import AdvOptions, TrainOptions
 from mt_dnn.perturbation import SmartPerturbation
@@ -142,30 +144,67 @@ class MTDNNModel:
         return self.optimizer.param_groups[0]["lr"]
 
     def training_state(self) -> dict[str, Any]:
-        """Everything an exact resume needs besides the data order and RNG states."""
+        """Everything an exact resume needs besides the data order and RNG states.
+
+        An update still accumulating (``grad_accumulation_step`` > 1 across an epoch end) keeps its
+        micro-step count and gradients, so the resumed run finishes it as the straight run does.
+        """
+        pending = {
+            name: param.grad.detach().clone()
+            for name, param in self.network.named_parameters()
+            if self.micro_steps and param.grad is not None
+        }
         return {
             "state": self.network.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "updates": self.updates,
+            "micro_steps": self.micro_steps,
+            "pending_grads": pending,
         }
 
     def load_training_state(self, checkpoint: dict[str, Any]) -> None:
-        """Restore network, optimizer, schedule, scaler and update count from a checkpoint."""
+        """Restore network, optimizer, schedule, scaler, update count and a pending update."""
         self.network.load_state_dict(checkpoint["state"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.scheduler.load_state_dict(checkpoint["scheduler"])
         if checkpoint.get("scaler"):
             self.scaler.load_state_dict(checkpoint["scaler"])
         self.updates = int(checkpoint["updates"])
+        self.micro_steps = int(checkpoint.get("micro_steps", 0))
+        for name, param in self.network.named_parameters():
+            grad = checkpoint.get("pending_grads", {}).get(name)
+            param.grad = grad.to(param.device) if grad is not None else None
 
-    def load_weights(self, state: dict[str, torch.Tensor]) -> list[str]:
-        """Load network weights only (``--init_checkpoint`` of a saved run); returns missing head keys."""
-        result = self.network.load_state_dict(state, strict=False)
-        if result.unexpected_keys:
-            logger.warning("ignored %d unexpected weights, e.g. %s", len(result.unexpected_keys), result.unexpected_keys[0])
-        return list(result.missing_keys)
+    def load_weights(self, state: dict[str, torch.Tensor], source_tasks: list[str] | None) -> list[str]:
+        """Load weights only (``--init_checkpoint`` of a saved run); returns the tasks whose heads start fresh.
+
+        Heads are matched by task name (``source_tasks`` lists the checkpoint's heads in order); a
+        checkpoint that does not name its tasks contributes its encoder only.
+        """
+        state = normalize_state_keys(state)
+        source_index = {name: index for index, name in enumerate(source_tasks or [])}
+        selected = {key: value for key, value in state.items() if not key.startswith("scoring_list.")}
+        fresh = []
+        for name, index in self.task_ids.items():
+            if name not in source_index:
+                fresh.append(name)
+                continue
+            prefix = f"scoring_list.{source_index[name]}."
+            selected.update(
+                {f"scoring_list.{index}.{key[len(prefix):]}": value for key, value in state.items() if key.startswith(prefix)}
+            )
+        result = self.network.load_state_dict(selected, strict=False)
+        missing_encoder = [
+            key for key in result.missing_keys if not key.startswith("scoring_list.") and not key.endswith("position_ids")
+        ]
+        if missing_encoder or result.unexpected_keys:
+            raise MTDNNInputError(
+                f"checkpoint does not fit the network: {len(missing_encoder)} missing keys "
+                f"{missing_encoder[:1]}, {len(result.unexpected_keys)} unexpected keys {result.unexpected_keys[:1]}"
+            )
+        return fresh
 
 
 def total_updates(batches_per_epoch: int, epochs: int, grad_accumulation_step: int) -> int:

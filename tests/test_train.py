@@ -17,7 +17,7 @@ import torch
 from data_utils.errors import MTDNNInputError
 from data_utils.task_def import load_task_defs
 from mt_dnn.batcher import Collater, TaskDataset
-from mt_dnn.matcher import SANBertNetwork, load_encoder
+from mt_dnn.matcher import BERT_CONFIG_KEYS, SANBertNetwork, load_encoder
 from mt_dnn.options import ModelOptions
 from train import build_parser, main, options_from_args
 
@@ -175,11 +175,6 @@ def test_resume_with_dataloader_workers_is_bit_identical(straight, tiny_model_di
     assert_same_weights(out / "model_1.pt", tmp_path / "model_1.pt")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: an epoch-end checkpoint drops the gradient of an unfinished accumulated update "
-    "(5 batches per epoch, N=2); MTDNNModel.training_state keeps neither the grads nor micro_steps",
-)
 def test_resume_with_grad_accumulation_across_epochs_is_bit_identical(tiny_model_dir, features_dir, tmp_path):
     main(train_args(tiny_model_dir, features_dir, tmp_path / "a", "--grad_accumulation_step", "2"))
     resume = ("--resume", "--model_ckpt", str(tmp_path / "a" / "model_0.pt"))
@@ -222,17 +217,30 @@ def test_init_checkpoint_from_a_saved_run_contributes_weights(straight, tiny_mod
     assert strict_json(tmp_path / "config.json")["data"]["train_datasets"] == ["rte"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: saved heads are matched by position, not task name; rte's 2-class head meets stsb's "
-    "1-output head at scoring_list.0 and load_state_dict raises a size-mismatch RuntimeError",
-)
 def test_init_checkpoint_matches_heads_by_task_name(straight, tiny_model_dir, features_dir, tmp_path):
     source = straight("plain") / "model_1.pt"
     args = train_args(source, features_dir, tmp_path, "--epochs", "1", "--learning_rate", "0", datasets="stsb")
     main(args + ["--tokenizer", str(tiny_model_dir)])
     before, after = load_checkpoint(source)["state"], load_checkpoint(tmp_path / "model_0.pt")["state"]
     assert torch.equal(after["scoring_list.0.proj.weight"], before["scoring_list.1.proj.weight"])
+
+
+def test_init_checkpoint_of_the_original_format(tiny_model_dir, features_dir, tmp_path):
+    # As released MT-DNN files: encoder only, "bert." prefix, the 11 BERT config keys, old
+    # LayerNorm gamma/beta names and a position-id buffer.
+    encoder = load_encoder(ModelOptions(init_checkpoint=str(tiny_model_dir)))
+    state = {}
+    for key, value in encoder.state_dict().items():
+        key = key.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta")
+        state["bert." + key] = value
+    state["bert.embeddings.position_ids"] = torch.arange(512).unsqueeze(0)
+    source = tmp_path / "mt_dnn_tiny.pt"
+    torch.save({"state": state, "config": {key: getattr(encoder.config, key) for key in BERT_CONFIG_KEYS}}, source)
+    out = tmp_path / "out"
+    main(train_args(source, features_dir, out, "--epochs", "1", "--learning_rate", "0", "--tokenizer", str(tiny_model_dir)))
+    trained = load_checkpoint(out / "model_0.pt")["state"]
+    for key, value in encoder.state_dict().items():
+        assert torch.equal(trained["bert." + key], value), key
 
 
 # ---- bad input -------------------------------------------------------------------------------
