@@ -31,7 +31,18 @@ def _check_hyperparameters(lr: float, betas: tuple[float, float], eps: float, we
 
 
 class _AdamaxBase(Optimizer):
-    """Shared bookkeeping: collect each group's parameters with gradients and their state."""
+    """Shared bookkeeping: hyper-parameters, closures, each group's parameters with gradients and state."""
+
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+        lr: float,
+        betas: tuple[float, float],
+        eps: float,
+        weight_decay: float,
+    ):
+        _check_hyperparameters(lr, betas, eps, weight_decay)
+        super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay})
 
     def _group_tensors(self, group: dict[str, Any]) -> tuple[list[torch.Tensor], ...]:
         """Parameters that have a gradient, their gradients, first moments and infinity norms."""
@@ -70,20 +81,10 @@ class _AdamaxBase(Optimizer):
         torch._foreach_mul_(exp_infs, beta2)
         torch._foreach_maximum_(exp_infs, abs_grads)
 
-
-class Adamax(_AdamaxBase):
-    """BERT-style Adamax of MT-DNN v0.1: no bias correction, weight decay added to the update."""
-
-    def __init__(
-        self,
-        params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
-        lr: float = 5e-5,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-6,
-        weight_decay: float = 0.01,
-    ):
-        _check_hyperparameters(lr, betas, eps, weight_decay)
-        super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay})
+    def _update_group(self, group: dict[str, Any], params: list[torch.Tensor], exp_avgs: list[torch.Tensor],
+                      exp_infs: list[torch.Tensor]) -> None:
+        """Apply the variant's parameter update once the moments are updated."""
+        raise NotImplementedError
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
@@ -96,15 +97,36 @@ class Adamax(_AdamaxBase):
             params, grads, exp_avgs, exp_infs = self._group_tensors(group)
             if not params:
                 continue
+            self._before_moments(group, params)
             beta1, beta2 = group["betas"]
-            eps, weight_decay = group["eps"], group["weight_decay"]
-            self._update_moments(grads, exp_avgs, exp_infs, beta1, beta2, eps)
-            denominators = torch._foreach_add(exp_infs, eps)
-            updates = torch._foreach_div(exp_avgs, denominators)
-            if weight_decay != 0.0:
-                torch._foreach_add_(updates, params, alpha=weight_decay)
-            torch._foreach_add_(params, updates, alpha=-group["lr"])
+            self._update_moments(grads, exp_avgs, exp_infs, beta1, beta2, group["eps"])
+            self._update_group(group, params, exp_avgs, exp_infs)
         return loss
+
+    def _before_moments(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
+        """Hook for work on the parameters before the moments change (decoupled weight decay)."""
+
+
+class Adamax(_AdamaxBase):
+    """BERT-style Adamax of MT-DNN v0.1: no bias correction, weight decay added to the update."""
+
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+        lr: float = 5e-5,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-6,
+        weight_decay: float = 0.01,
+    ):
+        super().__init__(params, lr, betas, eps, weight_decay)
+
+    def _update_group(self, group: dict[str, Any], params: list[torch.Tensor], exp_avgs: list[torch.Tensor],
+                      exp_infs: list[torch.Tensor]) -> None:
+        """p ← p − lr·(m / (u + eps) + wd·p)."""
+        updates = torch._foreach_div(exp_avgs, torch._foreach_add(exp_infs, group["eps"]))
+        if group["weight_decay"] != 0.0:
+            torch._foreach_add_(updates, params, alpha=group["weight_decay"])
+        torch._foreach_add_(params, updates, alpha=-group["lr"])
 
 
 class AdamaxW(_AdamaxBase):
@@ -118,26 +140,17 @@ class AdamaxW(_AdamaxBase):
         eps: float = 1e-8,
         weight_decay: float = 0.01,
     ):
-        _check_hyperparameters(lr, betas, eps, weight_decay)
-        super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay})
+        super().__init__(params, lr, betas, eps, weight_decay)
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        """Take one optimisation step; ``closure`` re-evaluates the loss if given."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            params, grads, exp_avgs, exp_infs = self._group_tensors(group)
-            if not params:
-                continue
-            beta1, beta2 = group["betas"]
-            lr, weight_decay = group["lr"], group["weight_decay"]
-            if weight_decay != 0.0:
-                torch._foreach_mul_(params, 1.0 - lr * weight_decay)
-            self._update_moments(grads, exp_avgs, exp_infs, beta1, beta2, group["eps"])
-            # Parameters may have joined the group at different times, so steps can differ.
-            step_sizes = [-lr / (1.0 - beta1 ** self.state[param]["step"]) for param in params]
-            torch._foreach_addcdiv_(params, exp_avgs, exp_infs, step_sizes)
-        return loss
+    def _before_moments(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
+        """p ← p·(1 − lr·wd), decoupled from the gradient."""
+        if group["weight_decay"] != 0.0:
+            torch._foreach_mul_(params, 1.0 - group["lr"] * group["weight_decay"])
+
+    def _update_group(self, group: dict[str, Any], params: list[torch.Tensor], exp_avgs: list[torch.Tensor],
+                      exp_infs: list[torch.Tensor]) -> None:
+        """p ← p − lr / (1 − β1^t) · m / u."""
+        beta1 = group["betas"][0]
+        # Parameters may have joined the group at different times, so steps can differ.
+        step_sizes = [-group["lr"] / (1.0 - beta1 ** self.state[param]["step"]) for param in params]
+        torch._foreach_addcdiv_(params, exp_avgs, exp_infs, step_sizes)
