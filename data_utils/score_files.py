@@ -15,7 +15,7 @@ from typing import Any
 
 from data_utils.errors import MTDNNInputError
 from data_utils.file_io import atomic_write
-from data_utils.task_def import TaskDef, TaskType
+from data_utils.task_def import TaskDef
 
 SCORE_FILE_KEYS = ("metrics", "predictions", "uids", "scores")
 EVAL_SPLITS = ("dev", "test")
@@ -90,9 +90,7 @@ def _sort_key_function(uids: Sequence[str]):
 def _format_prediction(prediction: Any, task_def: TaskDef) -> str:
     if hasattr(prediction, "item"):
         prediction = prediction.item()
-    if task_def.task_type == TaskType.Regression:
-        return str(float(prediction))
-    return str(task_def.decode_label(int(prediction)))
+    return str(task_def.decode_label(prediction))
 
 
 def write_glue_submission(path: str | Path, uids: Sequence[Any], predictions: Sequence[Any], task_def: TaskDef) -> None:

@@ -187,10 +187,12 @@ class TaskDef:
         return index
 
     def decode_label(self, value: int | float) -> str | int | float:
-        """Map a predicted index back to the label name (identity without ``labels``)."""
-        if self.labels is not None and self.task_type != TaskType.Regression:
+        """Map a prediction back to what a label file holds: the label name, the class id, or the score."""
+        if self.task_type == TaskType.Regression:
+            return float(value)
+        if self.labels is not None:
             return self.labels[int(value)]
-        return value
+        return int(value)
 
 
 def task_name_of(dataset: str) -> str:
