@@ -38,7 +38,7 @@ from data_utils.task_def import (
 )
 from mt_dnn.batcher import Collater, TaskDataset, build_eval_loader
 from mt_dnn.checkpoint import RunCheckpoint, load_run_checkpoint
-from mt_dnn.inference import evaluate, format_metrics
+from mt_dnn.inference import evaluate, flat_scores, format_metrics
 from mt_dnn.model import MTDNNModel
 from mt_dnn.options import AdvOptions
 
@@ -154,9 +154,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = evaluate(model, loader, task_def, with_labels=args.with_label)
 
     decoded = result.decoded
-    # As train.py's score files: one flat list, n_class probabilities per example for classification.
-    flat_scores = [value for score in decoded.scores for value in (score if isinstance(score, list) else [score])]
-    write_score_file(args.score, result.metrics, decoded.predictions, decoded.uids, flat_scores)
+    write_score_file(args.score, result.metrics, decoded.predictions, decoded.uids, flat_scores(decoded))
     logger.info("wrote %s (%d examples)", Path(args.score), len(decoded.uids))
     if args.with_label:
         logger.info("%s: %s", task_def.name, format_metrics(result.metrics))

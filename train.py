@@ -331,7 +331,7 @@ def main(argv: list[str] | None = None) -> None:
         if task_def not in task_defs:
             task_defs.append(task_def)
 
-    from transformers import AutoTokenizer  # imported late: flag errors above need no model libraries
+    from transformers import AutoTokenizer
 
     tokenizer_source = run.tokenizer or (None if is_mtdnn_checkpoint(model_opts.init_checkpoint) else model_opts.init_checkpoint)
     if tokenizer_source is None:
@@ -396,6 +396,11 @@ def main(argv: list[str] | None = None) -> None:
         "adv": options_to_dict(adv_opts),
         "task_defs": [task_def_to_dict(t) for t in task_defs],
         "encoder_config": network.bert.config.to_dict(),
+        "tokenizer": {
+            "name": tokenizer_source,
+            "pad_token_id": tokenizer.pad_token_id or 0,
+            "sep_token_id": tokenizer.sep_token_id,
+        },
     }
     with atomic_write(output_dir / "config.json") as handle:
         json.dump(config, handle, indent=2, default=str)

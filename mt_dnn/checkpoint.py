@@ -19,7 +19,7 @@ from data_utils.errors import MTDNNInputError
 from data_utils.task_def import TaskDef, task_def_from_dict
 from mt_dnn.matcher import (
     SANBertNetwork,
-    _encoder_config_from_checkpoint,
+    encoder_config_from_checkpoint,
     load_mtdnn_checkpoint,
 )
 from mt_dnn.options import ModelOptions, TrainOptions, model_options_from_dict
@@ -37,11 +37,12 @@ class RunCheckpoint:
     model_opts: ModelOptions
     train_opts: TrainOptions
     encoder_config: dict[str, Any]
+    tokenizer: dict[str, Any]
 
     @property
     def pad_token_id(self) -> int:
-        """The padding id of the encoder's vocabulary (0, BERT's, when the config names none)."""
-        pad = self.encoder_config.get("pad_token_id")
+        """The tokenizer's padding id (the encoder config's, then 0, for checkpoints that do not record it)."""
+        pad = self.tokenizer.get("pad_token_id", self.encoder_config.get("pad_token_id"))
         return pad if isinstance(pad, int) else 0
 
     @property
@@ -51,7 +52,7 @@ class RunCheckpoint:
 
 
 def _build_encoder(checkpoint: dict[str, Any]) -> torch.nn.Module:
-    config = _encoder_config_from_checkpoint(checkpoint)
+    config = encoder_config_from_checkpoint(checkpoint)
     # The same attention kernel as training (load_encoder asks for SDPA), so scores match the run's.
     try:
         return AutoModel.from_config(config, attn_implementation="sdpa")
@@ -93,10 +94,10 @@ def load_run_checkpoint(path: str | Path, device: torch.device | str = "cpu") ->
     except (KeyError, TypeError, ValueError) as err:
         raise MTDNNInputError(f"config cannot be read ({type(err).__name__}: {err}); written by another version?", path) from None
     encoder_config = dict(config["encoder_config"])
+    tokenizer = dict(config.get("tokenizer") or {})
     # RoBERTa-style encoders without type ids find the SAN premise end by the separator id.
-    network = SANBertNetwork(
-        _build_encoder(checkpoint), task_defs, model_opts, sep_token_id=encoder_config.get("sep_token_id")
-    )
+    sep_token_id = tokenizer.get("sep_token_id", encoder_config.get("sep_token_id"))
+    network = SANBertNetwork(_build_encoder(checkpoint), task_defs, model_opts, sep_token_id=sep_token_id)
     _load_strict(network, checkpoint["state"], path)
     network.to(device).eval()
-    return RunCheckpoint(network, task_defs, model_opts, train_opts, encoder_config)
+    return RunCheckpoint(network, task_defs, model_opts, train_opts, encoder_config, tokenizer)

@@ -65,16 +65,19 @@ def write_eval_outputs(
     epoch: int | None = None,
     updates: int | None = None,
 ) -> Path:
-    """Write the score file (and the GLUE submission TSV with ``glue_format``); returns the score file."""
+    """Write the score file (and, with ``glue_format``, the GLUE submission TSV of tasks that have one)."""
     decoded = result.decoded
     path = score_file_name(output_dir, dataset, split, epoch=epoch, updates=updates)
-    # Score files hold one flat list: n_class probabilities per example for classification (SPEC §7).
-    flat_scores = [value for score in decoded.scores for value in (score if isinstance(score, list) else [score])]
-    write_score_file(path, result.metrics, decoded.predictions, decoded.uids, flat_scores)
-    if glue_format:
+    write_score_file(path, result.metrics, decoded.predictions, decoded.uids, flat_scores(decoded))
+    if glue_format and get_task_handler(task_def.task_type).glue_submission:
         tsv = glue_submission_name(output_dir, dataset, split, epoch=epoch, updates=updates)
         write_glue_submission(tsv, decoded.uids, decoded.predictions, task_def)
     return path
+
+
+def flat_scores(decoded: Decoded) -> list[Any]:
+    """Scores as score files hold them: one flat list (n_class probabilities per example for classification)."""
+    return [value for score in decoded.scores for value in (score if isinstance(score, list) else [score])]
 
 
 def format_metrics(metrics: dict[str, Any]) -> str:

@@ -66,7 +66,8 @@ def load_mtdnn_checkpoint(path: str) -> dict[str, Any]:
     return checkpoint
 
 
-def _encoder_config_from_checkpoint(checkpoint: dict[str, Any]) -> PretrainedConfig:
+def encoder_config_from_checkpoint(checkpoint: dict[str, Any]) -> PretrainedConfig:
+    """The encoder config a checkpoint records: ours (``encoder_config``) or a released BERT one."""
     config = checkpoint.get("config") or {}
     if "encoder_config" in config:
         encoder_config = dict(config["encoder_config"])
@@ -108,7 +109,7 @@ def load_encoder(opts: ModelOptions) -> PreTrainedModel:
     source = opts.init_checkpoint
     if is_mtdnn_checkpoint(source):
         checkpoint = load_mtdnn_checkpoint(source)
-        config = _encoder_config_from_checkpoint(checkpoint)
+        config = encoder_config_from_checkpoint(checkpoint)
         depth = config.num_hidden_layers
         config = _apply_encoder_options(config, opts)
         config._attn_implementation = "sdpa"

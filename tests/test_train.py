@@ -133,6 +133,20 @@ def test_run_writes_scores_tsvs_config_and_checkpoints(straight, features_dir):
     assert (out / "mt-dnn-train.log").read_text().count("saved") == 5
 
 
+def test_glue_format_on_writes_tsvs_only_for_tasks_that_have_them(tiny_model_dir, features_dir, tmp_path):
+    # NER predictions are tag lists: no GLUE submission row exists for them, and asking for the
+    # GLUE format must not crash the run.
+    args = train_args(tiny_model_dir, features_dir, tmp_path, "--epochs", "1", "--glue_format_on", datasets="ner,rte")
+    args[args.index("--task_def") + 1] = str(tmp_path / "tasks.yml")
+    (tmp_path / "tasks.yml").write_text(
+        GLUE_YAML.read_text() + (REPO / "experiments" / "ner" / "ner_task_def.yml").read_text()
+    )
+    main(args)
+    assert strict_json(tmp_path / "ner_dev_scores_epoch_0.json")["metrics"]["SeqEval"] >= 0
+    assert (tmp_path / "rte_dev_scores_epoch_0.tsv").is_file()
+    assert not (tmp_path / "ner_dev_scores_epoch_0.tsv").exists()
+
+
 def test_scores_come_from_the_saved_weights(straight, tiny_model_dir, features_dir):
     out = straight("plain")
     defs = load_task_defs(GLUE_YAML)

@@ -68,6 +68,8 @@ class TaskHandler:
     """Behaviour of one task type; subclasses register themselves in ``mt_dnn.tasks``."""
 
     task_type: ClassVar[TaskType]
+    # Whether predictions map to GLUE submission rows (one label or score per example).
+    glue_submission: ClassVar[bool] = False
 
     def build_head(self, task_def: TaskDef, ctx: HeadContext) -> nn.Module:
         """The task's output layer: ``head(features: EncoderFeatures) -> logits``."""

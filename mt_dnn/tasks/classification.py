@@ -87,6 +87,7 @@ class ClassificationHandler(TaskHandler):
     """Single-label classification over ``n_class`` labels (CoLA, MNLI, RTE, …)."""
 
     task_type = TaskType.Classification
+    glue_submission = True
 
     def build_head(self, task_def: TaskDef, ctx: HeadContext) -> nn.Module:
         return build_sentence_head(task_def, ctx, task_def.n_class, san_allowed=True)
@@ -108,6 +109,7 @@ class RegressionHandler(TaskHandler):
     """A real-valued score per example (STS-B); the score is also the prediction."""
 
     task_type = TaskType.Regression
+    glue_submission = True
 
     def build_head(self, task_def: TaskDef, ctx: HeadContext) -> nn.Module:
         return build_sentence_head(task_def, ctx, 1, san_allowed=False)
