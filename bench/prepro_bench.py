@@ -20,11 +20,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # prepro_std.py is a top-level script, not an installed module
+    sys.path.insert(0, str(ROOT))  # data_utils from this checkout even when the package is not installed
 
 from transformers import AutoTokenizer  # noqa: E402
 
-import prepro_std  # noqa: E402
+from data_utils.features import EncodeOptions, FeatureEncoder, FeatureWriter  # noqa: E402
 from data_utils.task_def import load_task_defs  # noqa: E402
 
 GLUE_DIR = Path("/work/shared/data/glue")
@@ -62,7 +62,7 @@ def naive(tokenizer, in_path: Path, out_path: Path, max_seq_len: int) -> None:
 
 def fast(encoder, task_def, in_path: Path, out_path: Path, workers: int) -> None:
     """prepro_std's path: whole file read, batched tokenizer, chunks over ``workers`` processes."""
-    with prepro_std.FeatureWriter(encoder, workers) as writer:
+    with FeatureWriter(encoder, workers) as writer:
         writer.write(in_path, out_path, task_def)
 
 
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
 
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     task_def = load_task_defs(TASK_DEF)["sst"]
-    encoder = prepro_std.FeatureEncoder(tokenizer, prepro_std.EncodeOptions(max_seq_len=args.max_seq_len))
+    encoder = FeatureEncoder(tokenizer, EncodeOptions(max_seq_len=args.max_seq_len))
     workers = [int(w) for w in args.workers.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

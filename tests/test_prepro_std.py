@@ -10,6 +10,15 @@ from transformers import AutoTokenizer
 
 import prepro_std
 from data_utils.errors import MTDNNInputError, run_cli
+from data_utils.features import (
+    EncodeOptions,
+    FeatureEncoder,
+    find_datasets,
+    model_dir_name,
+    output_dir,
+    tokenize_dataset,
+    wants_own_lowercasing,
+)
 from data_utils.task_def import load_task_defs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,19 +171,19 @@ def test_do_lower_case_only_without_the_tokenizers_own_setting(tmp_path, capsys,
 
 @needs_minilm
 def test_do_lower_case_left_to_a_lowercasing_tokenizer(minilm):
-    assert prepro_std.wants_own_lowercasing(minilm, True) is False
+    assert wants_own_lowercasing(minilm, True) is False
 
 
 def test_own_lowercasing_applies_to_roberta(roberta):
-    assert prepro_std.wants_own_lowercasing(roberta, True) is True
-    assert prepro_std.wants_own_lowercasing(roberta, False) is False
+    assert wants_own_lowercasing(roberta, True) is True
+    assert wants_own_lowercasing(roberta, False) is False
 
 
 @needs_minilm
 def test_multi_hypothesis_rows(tmp_path, minilm):
     out = tmp_path / "qnnli_dev.json"
-    encoder = prepro_std.FeatureEncoder(minilm, prepro_std.EncodeOptions(max_seq_len=64))
-    assert prepro_std.tokenize_dataset(DATA / "qnnli_dev.tsv", out, GLUE["qnnli"], encoder) == 30
+    encoder = FeatureEncoder(minilm, EncodeOptions(max_seq_len=64))
+    assert tokenize_dataset(DATA / "qnnli_dev.tsv", out, GLUE["qnnli"], encoder) == 30
     lines = output_lines(out)
     index = {"not_entailment": 0, "entailment": 1}
     for line, row in zip(lines, canonical_cells("qnnli_dev")):
@@ -195,8 +204,8 @@ def test_multi_hypothesis_rows(tmp_path, minilm):
 def test_soft_labels_pass_through(tmp_path, minilm):
     path = tmp_path / "sst_train.tsv"
     path.write_text("0\t1\t[0.25, 0.75]\ta fine film\n1\t0\t[0.9, 0.1]\tdull\n", encoding="utf-8")
-    encoder = prepro_std.FeatureEncoder(minilm, prepro_std.EncodeOptions())
-    prepro_std.tokenize_dataset(path, tmp_path / "sst_train.json", GLUE["sst"], encoder)
+    encoder = FeatureEncoder(minilm, EncodeOptions())
+    tokenize_dataset(path, tmp_path / "sst_train.json", GLUE["sst"], encoder)
     first = json.loads(output_lines(tmp_path / "sst_train.json")[0])
     assert list(first) == PAIR_KEYS + ["softlabel"]
     assert first["softlabel"] == [0.25, 0.75] and first["label"] == 1
@@ -205,10 +214,10 @@ def test_soft_labels_pass_through(tmp_path, minilm):
 
 @needs_minilm
 def test_sequence_labelling(tmp_path, minilm):
-    encoder = prepro_std.FeatureEncoder(minilm, prepro_std.EncodeOptions(max_seq_len=16))
+    encoder = FeatureEncoder(minilm, EncodeOptions(max_seq_len=16))
     task = NER["ner"]
-    prepro_std.tokenize_dataset(DATA / "ner_dev.tsv", tmp_path / "ner_dev.json", task, encoder)
-    prepro_std.tokenize_dataset(DATA / "ner_test.tsv", tmp_path / "ner_test.json", task, encoder)
+    tokenize_dataset(DATA / "ner_dev.tsv", tmp_path / "ner_dev.json", task, encoder)
+    tokenize_dataset(DATA / "ner_test.tsv", tmp_path / "ner_test.json", task, encoder)
     json_bytes = (tmp_path / "ner_dev.json").read_bytes()
     assert json_bytes == (tmp_path / "ner_test.json").read_bytes()
     features = [json.loads(line) for line in json_bytes.decode().splitlines()]
@@ -236,9 +245,9 @@ def test_sequence_labelling(tmp_path, minilm):
 
 @needs_minilm
 def test_sequence_labelling_refuses_padding(tmp_path, minilm):
-    encoder = prepro_std.FeatureEncoder(minilm, prepro_std.EncodeOptions(do_padding=True))
+    encoder = FeatureEncoder(minilm, EncodeOptions(do_padding=True))
     with pytest.raises(MTDNNInputError, match="--do_padding does not apply to sequence labelling"):
-        prepro_std.tokenize_dataset(DATA / "ner_dev.tsv", tmp_path / "ner_dev.json", NER["ner"], encoder)
+        tokenize_dataset(DATA / "ner_dev.tsv", tmp_path / "ner_dev.json", NER["ner"], encoder)
     assert not (tmp_path / "ner_dev.json").exists()
 
 
@@ -249,9 +258,9 @@ def test_rust_shortcut_equals_the_wrapper_call(minilm, roberta):
     for tok in (minilm, roberta):
         for name, task in (("rte_dev", GLUE["rte"]), ("sst_dev", GLUE["sst"]), ("qnnli_dev", GLUE["qnnli"])):
             rows = read_canonical(DATA / f"{name}.tsv", task)
-            options = prepro_std.EncodeOptions(max_seq_len=40, do_padding=True)
-            fast = prepro_std.FeatureEncoder(tok, options)
-            slow = prepro_std.FeatureEncoder(tok, options)
+            options = EncodeOptions(max_seq_len=40, do_padding=True)
+            fast = FeatureEncoder(tok, options)
+            slow = FeatureEncoder(tok, options)
             assert fast._pair_backend is not None
             slow._pair_backend = slow._word_backend = None  # force the wrapper's own batch call
             assert fast.encode_rows(rows, task) == slow.encode_rows(rows, task)
@@ -259,11 +268,11 @@ def test_rust_shortcut_equals_the_wrapper_call(minilm, roberta):
 
 @needs_minilm
 def test_workers_output_is_byte_identical(tmp_path, capsys, minilm):
-    encoder = prepro_std.FeatureEncoder(minilm, prepro_std.EncodeOptions(max_seq_len=64))
+    encoder = FeatureEncoder(minilm, EncodeOptions(max_seq_len=64))
     one = tmp_path / "one.json"
     two = tmp_path / "two.json"
-    prepro_std.tokenize_dataset(DATA / "rte_dev.tsv", one, GLUE["rte"], encoder, workers=1)
-    prepro_std.tokenize_dataset(DATA / "rte_dev.tsv", two, GLUE["rte"], encoder, workers=2, chunk_rows=37)
+    tokenize_dataset(DATA / "rte_dev.tsv", one, GLUE["rte"], encoder, workers=1)
+    tokenize_dataset(DATA / "rte_dev.tsv", two, GLUE["rte"], encoder, workers=2, chunk_rows=37)
     assert one.read_bytes() == two.read_bytes() and len(output_lines(one)) == 200
     root = make_root(tmp_path, "qnnli_dev", "sst_dev")
     base = ["--model", str(MINILM), "--root_dir", str(root), "--task_def", str(GLUE_YAML)]
@@ -276,7 +285,7 @@ def test_workers_output_is_byte_identical(tmp_path, capsys, minilm):
 
 @needs_minilm
 def test_an_error_mid_file_leaves_no_output(tmp_path, minilm, monkeypatch):
-    encoder = prepro_std.FeatureEncoder(minilm, prepro_std.EncodeOptions())
+    encoder = FeatureEncoder(minilm, EncodeOptions())
     calls = []
     real = encoder.encode_rows
 
@@ -288,7 +297,7 @@ def test_an_error_mid_file_leaves_no_output(tmp_path, minilm, monkeypatch):
 
     monkeypatch.setattr(encoder, "encode_rows", fail_on_second_chunk)
     with pytest.raises(RuntimeError):
-        prepro_std.tokenize_dataset(DATA / "rte_dev.tsv", tmp_path / "out" / "rte_dev.json", GLUE["rte"], encoder, chunk_rows=50)
+        tokenize_dataset(DATA / "rte_dev.tsv", tmp_path / "out" / "rte_dev.json", GLUE["rte"], encoder, chunk_rows=50)
     assert calls == [50, 50] and list((tmp_path / "out").iterdir()) == []
 
 
@@ -297,31 +306,31 @@ def test_dataset_discovery(tmp_path):
     root.mkdir()
     for name in ("mnli_matched_dev", "mnli_train", "ax_test", "rte_dev"):
         (root / f"{name}.tsv").write_text("x\n", encoding="utf-8")
-    found = prepro_std.find_datasets(root, GLUE, GLUE_YAML)
+    found = find_datasets(root, GLUE, GLUE_YAML)
     assert [(d.name, d.task_def.name) for d in found] == [
         ("ax_test", "mnli"), ("mnli_matched_dev", "mnli"), ("mnli_train", "mnli"), ("rte_dev", "rte")
     ]
-    assert [d.name for d in prepro_std.find_datasets(root, GLUE, GLUE_YAML, tasks=["rte", "ax"])] == ["ax_test", "rte_dev"]
-    picked = prepro_std.find_datasets(root, GLUE, GLUE_YAML, datasets=["rte_dev", "mnli_matched_dev.tsv"])
+    assert [d.name for d in find_datasets(root, GLUE, GLUE_YAML, tasks=["rte", "ax"])] == ["ax_test", "rte_dev"]
+    picked = find_datasets(root, GLUE, GLUE_YAML, datasets=["rte_dev", "mnli_matched_dev.tsv"])
     assert [d.name for d in picked] == ["rte_dev", "mnli_matched_dev"]
     domain_yaml = ROOT / "experiments" / "domain_adaptation" / "domain_adaptation_def.yml"
     (root / "scitail_001_train.tsv").write_text("x\n", encoding="utf-8")
     domain = load_task_defs(domain_yaml)
-    found = prepro_std.find_datasets(root, domain, domain_yaml, tasks=["scitail"])
+    found = find_datasets(root, domain, domain_yaml, tasks=["scitail"])
     assert [(d.name, d.task_def.name) for d in found] == [("scitail_001_train", "scitail")]
 
 
 def test_output_folder_naming(tmp_path):
-    assert prepro_std.model_dir_name("microsoft/deberta-base") == "microsoft/deberta-base"
-    assert prepro_std.model_dir_name("bert-base-uncased") == "bert-base-uncased"
-    assert prepro_std.model_dir_name(str(ROBERTA_TINY) + "/") == "roberta_tiny"
+    assert model_dir_name("microsoft/deberta-base") == "microsoft/deberta-base"
+    assert model_dir_name("bert-base-uncased") == "bert-base-uncased"
+    assert model_dir_name(str(ROBERTA_TINY) + "/") == "roberta_tiny"
     root = tmp_path / "canonical_data"
     root.mkdir()
-    assert prepro_std.output_dir(root, "microsoft/deberta-base") == root / "microsoft" / "deberta-base"
-    assert prepro_std.output_dir(root, str(ROBERTA_TINY)) == root / "roberta_tiny"
+    assert output_dir(root, "microsoft/deberta-base") == root / "microsoft" / "deberta-base"
+    assert output_dir(root, str(ROBERTA_TINY)) == root / "roberta_tiny"
     for bad in ("../escape", "/abs/olute", "a/../../b", "org/name/extra"):
         with pytest.raises(MTDNNInputError, match="neither a local folder nor a Hugging Face model id"):
-            prepro_std.output_dir(root, bad)
+            output_dir(root, bad)
 
 
 def _bad_run(tmp_path: Path, capsys, files: dict[str, str], extra: list[str], yaml: Path = GLUE_YAML):

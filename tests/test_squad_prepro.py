@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from data_utils.errors import MTDNNInputError
+from data_utils.features import model_dir_name
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "experiments" / "squad" / "squad_prepro.py"
@@ -208,12 +209,12 @@ def test_bad_inputs(tmp_path):
 
 
 def test_model_folder_name(tmp_path):
-    assert squad_prepro.model_folder_name("bert-base-uncased") == "bert-base-uncased"
-    assert squad_prepro.model_folder_name("microsoft/deberta-base") == "microsoft/deberta-base"
-    assert squad_prepro.model_folder_name(str(tmp_path) + "/") == tmp_path.name
+    assert model_dir_name("bert-base-uncased") == "bert-base-uncased"
+    assert model_dir_name("microsoft/deberta-base") == "microsoft/deberta-base"
+    assert model_dir_name(str(tmp_path) + "/") == tmp_path.name
     for bad in ("../escape", "a/../../b", "/no/such/folder/x"):
         with pytest.raises(MTDNNInputError, match="neither a local folder nor a Hugging Face model id"):
-            squad_prepro.model_folder_name(bad)
+            model_dir_name(bad)
 
 
 @needs_model

@@ -27,13 +27,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from data_utils.errors import MTDNNInputError, run_cli
+from data_utils.features import model_dir_name
 from data_utils.file_io import atomic_write
 from data_utils.log_utils import setup_logging
 
@@ -42,7 +42,6 @@ logger = logging.getLogger("mt_dnn")
 SPLITS = ("train", "dev")
 # Questions tokenized per call of the fast tokenizer's batch API.
 CHUNK = 256
-_HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
 @dataclass
@@ -195,16 +194,6 @@ def build_features(tokenizer: Any, questions: list[Question], max_seq_length: in
         stats.questions += len(chunk)
 
 
-def model_folder_name(model: str) -> str:
-    """Output folder for a model: a Hugging Face id as given, a local folder's last path component."""
-    local = Path(model)
-    if local.is_dir():
-        return local.resolve().name
-    if not _HF_ID.match(model) or ".." in model.split("/"):
-        raise MTDNNInputError(f"--model {model!r} is neither a local folder nor a Hugging Face model id")
-    return model
-
-
 def load_fast_tokenizer(model: str, cache_dir: str | None) -> Any:
     """The model's fast tokenizer (offset mapping needs one); a clear error otherwise."""
     from transformers import AutoTokenizer
@@ -246,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
 
     root = Path(args.root_dir)
     sources = {split: source_path(root, args.version_2_with_negative, split) for split in SPLITS}
-    out_dir = root / model_folder_name(args.model)
+    out_dir = root / model_dir_name(args.model)
     tokenizer = load_fast_tokenizer(args.model, args.cache_dir)
     room = args.max_seq_length - args.max_query_length - tokenizer.num_special_tokens_to_add(pair=True)
     if args.max_query_length < 1 or not 0 <= args.doc_stride < room:
