@@ -56,6 +56,9 @@ def str2bool(value: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
+NO_EFFECT = "accepted for compatibility with upstream scripts; no effect here"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Every flag of SPEC §9 with its default."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -81,22 +84,22 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--answer_num_turn", type=int, default=5)
     model.add_argument("--answer_mem_drop_p", type=float, default=0.1)
     model.add_argument("--answer_att_hidden_size", type=int, default=128)
-    model.add_argument("--answer_att_type", default="bilinear")
-    model.add_argument("--answer_rnn_type", default="gru")
+    model.add_argument("--answer_att_type", default="bilinear", help=NO_EFFECT)
+    model.add_argument("--answer_rnn_type", default="gru", help=NO_EFFECT)
     model.add_argument("--answer_sum_att_type", default="bilinear")
-    model.add_argument("--answer_merge_opt", type=int, default=1)
+    model.add_argument("--answer_merge_opt", type=int, default=1, help=NO_EFFECT)
     model.add_argument("--answer_mem_type", type=int, default=1)
     model.add_argument("--max_answer_len", type=int, default=10)
     model.add_argument("--answer_dropout_p", type=float, default=0.1, help="accepted; unused, as upstream")
     model.add_argument("--answer_weight_norm_on", action="store_true")
-    model.add_argument("--dump_state_on", action="store_true")
-    model.add_argument("--answer_opt", type=int, default=1)
+    model.add_argument("--dump_state_on", action="store_true", help=NO_EFFECT)
+    model.add_argument("--answer_opt", type=int, default=1, help=NO_EFFECT)
     model.add_argument("--pooler_actf", default="tanh")
-    model.add_argument("--mtl_opt", type=int, default=0)
+    model.add_argument("--mtl_opt", type=int, default=0, help=NO_EFFECT)
     model.add_argument("--ratio", type=float, default=0.0)
     model.add_argument("--mix_opt", type=int, default=0)
     model.add_argument("--max_seq_len", type=int, default=512)
-    model.add_argument("--init_ratio", type=float, default=1.0)
+    model.add_argument("--init_ratio", type=float, default=1.0, help=NO_EFFECT)
     model.add_argument("--encoder_type", type=int, default=1)
     model.add_argument("--num_hidden_layers", type=int, default=-1)
     model.add_argument("--vb_dropout", type=str2bool, default=True)
@@ -106,13 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--bin_size", type=int, default=64)
     model.add_argument("--bin_grow_ratio", type=float, default=0.5)
     model.add_argument("--data_sort_on", action="store_true")
-    model.add_argument("--name", default="farmer")
+    model.add_argument("--name", default="farmer", help=NO_EFFECT)
     # Upstream's masked-LM pre-training flags: accepted, MaskLM tasks are rejected by the registry.
-    model.add_argument("--bert_model_type", default="bert-base-uncased")
-    model.add_argument("--do_lower_case", action="store_true")
-    model.add_argument("--masked_lm_prob", type=float, default=0.15)
-    model.add_argument("--short_seq_prob", type=float, default=0.2)
-    model.add_argument("--max_predictions_per_seq", type=int, default=128)
+    model.add_argument("--bert_model_type", default="bert-base-uncased", help=NO_EFFECT)
+    model.add_argument("--do_lower_case", action="store_true", help=NO_EFFECT)
+    model.add_argument("--masked_lm_prob", type=float, default=0.15, help=NO_EFFECT)
+    model.add_argument("--short_seq_prob", type=float, default=0.2, help=NO_EFFECT)
+    model.add_argument("--max_predictions_per_seq", type=int, default=128, help=NO_EFFECT)
     train = p.add_argument_group("training")
     train.add_argument("--cuda", action="store_true", default=torch.cuda.is_available())
     train.add_argument("--log_per_updates", type=int, default=500)
@@ -140,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=2018)
     train.add_argument("--grad_accumulation_step", type=int, default=1)
     train.add_argument("--fp16", action="store_true")
-    train.add_argument("--fp16_opt_level", default="O1")
+    train.add_argument("--fp16_opt_level", default="O1", help=NO_EFFECT)
     train.add_argument("--bf16", action="store_true")
     train.add_argument("--adv_train", action="store_true")
     train.add_argument("--adv_opt", type=int, default=0)
@@ -155,10 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--debug", action="store_true")
     dist = p.add_argument_group("distributed")
     dist.add_argument("--local_rank", "--local-rank", type=int, default=int(os.environ.get("LOCAL_RANK", -1)))
-    dist.add_argument("--world_size", type=int, default=1)
-    dist.add_argument("--master_addr", default="localhost")
-    dist.add_argument("--master_port", default="6600")
-    dist.add_argument("--backend", default="nccl")
+    dist.add_argument("--world_size", type=int, default=1, help=NO_EFFECT)
+    dist.add_argument("--master_addr", default="localhost", help=NO_EFFECT)
+    dist.add_argument("--master_port", default="6600", help=NO_EFFECT)
+    dist.add_argument("--backend", default="nccl", help=NO_EFFECT)
     return p
 
 
