@@ -299,14 +299,14 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def save_checkpoint(path: Path, model: MTDNNModel, config: dict[str, Any], epoch: int, position: int,
-                    word_dropout_rng: torch.Generator) -> None:
+def save_checkpoint(path: Path, model: MTDNNModel, config: dict[str, Any], epoch: int,
+                    sampler_state: dict[str, Any], word_dropout_rng: torch.Generator) -> None:
     """Atomically write ``model_*.pt``: weights, optimizer, schedule, scaler, data position, RNGs."""
     state = model.training_state()
     state.update(
         config=config,
         epoch=epoch,
-        sampler={"epoch": epoch, "position": position},
+        sampler=sampler_state,
         rng={**rng_state(), "word_dropout": word_dropout_rng.get_state()},
     )
     with atomic_write(path, "wb") as handle:
@@ -423,9 +423,9 @@ def main(argv: list[str] | None = None) -> None:
         model.load_training_state(checkpoint)
         set_rng_state(checkpoint["rng"])
         word_dropout_rng.set_state(checkpoint["rng"]["word_dropout"])
-        start_epoch, start_position = checkpoint["sampler"]["epoch"], checkpoint["sampler"]["position"]
-        if start_position >= len(sampler):
-            start_epoch, start_position = start_epoch + 1, 0
+        # The sampler refuses a checkpoint saved with other data, batch size, seed or mixing options.
+        sampler.load_state_dict(checkpoint["sampler"])
+        start_epoch, start_position = checkpoint["sampler"]["epoch"], checkpoint["sampler"]["start"]
         logger.info("resumed from %s at epoch %d, batch %d, update %d", run.model_ckpt, start_epoch, start_position, model.updates)
     elif is_mtdnn_checkpoint(model_opts.init_checkpoint):
         source = load_mtdnn_checkpoint(model_opts.init_checkpoint)
@@ -474,12 +474,17 @@ def main(argv: list[str] | None = None) -> None:
                     tensorboard.add_scalar("train/lr", model.learning_rate, model.updates)
             if run.save_per_updates_on and model.micro_steps == 0 and model.updates % run.save_per_updates == 0:
                 evaluate_all(None, model.updates)
-                save_checkpoint(output_dir / f"model_{epoch}_{model.updates}.pt", model, config, epoch, position, word_dropout_rng)
+                save_checkpoint(
+                    output_dir / f"model_{epoch}_{model.updates}.pt", model, config, epoch,
+                    sampler.state_dict(batches_done=position), word_dropout_rng,
+                )
         start_position = 0
         elapsed = time.time() - started
         logger.info("epoch %d done in %.0fs (%.1f examples/s)", epoch, elapsed, examples / max(elapsed, 1e-9))
         evaluate_all(epoch, None)
-        save_checkpoint(output_dir / f"model_{epoch}.pt", model, config, epoch, len(sampler), word_dropout_rng)
+        save_checkpoint(
+            output_dir / f"model_{epoch}.pt", model, config, epoch, sampler.state_dict(batches_done=len(sampler)), word_dropout_rng
+        )
 
 
 if __name__ == "__main__":

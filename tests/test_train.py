@@ -129,7 +129,10 @@ def test_run_writes_scores_tsvs_config_and_checkpoints(straight, features_dir):
         assert checkpoint["updates"] == UPDATES_PER_EPOCH * (epoch + 1) and checkpoint["epoch"] == epoch
         json.dumps(checkpoint["config"])  # plain JSON-safe data
         assert any(k.startswith("scoring_list.1.") for k in checkpoint["state"])
-    assert load_checkpoint(out / "model_0_3.pt")["sampler"] == {"epoch": 0, "position": 3}
+    sampler = load_checkpoint(out / "model_0_3.pt")["sampler"]
+    assert (sampler["epoch"], sampler["start"]) == (0, 3) and sampler["config"]["batch_size"] == 4
+    end_of_epoch = load_checkpoint(out / "model_0.pt")["sampler"]
+    assert (end_of_epoch["epoch"], end_of_epoch["start"]) == (1, 0)
     assert (out / "mt-dnn-train.log").read_text().count("saved") == 5
 
 
@@ -180,6 +183,14 @@ def test_resume_is_bit_identical(flags, checkpoint, straight, tiny_model_dir, fe
         assert_same_weights(out / "model_0.pt", resumed / "model_0.pt")
     else:
         assert not (resumed / "model_0.pt").exists()
+
+
+def test_resume_with_another_batch_size_is_refused(straight, tiny_model_dir, features_dir, tmp_path):
+    out = straight("plain")
+    args = train_args(tiny_model_dir, features_dir, tmp_path, "--resume", "--model_ckpt", str(out / "model_0_3.pt"))
+    args[args.index("--batch_size") + 1] = "2"
+    with pytest.raises(MTDNNInputError, match="batch_size was 4 when the checkpoint was saved, now 2"):
+        main(args)
 
 
 def test_resume_with_dataloader_workers_is_bit_identical(straight, tiny_model_dir, features_dir, tmp_path):
