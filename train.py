@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--ratio", type=float, default=0.0)
     model.add_argument("--mix_opt", type=int, default=0)
     model.add_argument("--max_seq_len", type=int, default=512)
-    model.add_argument("--init_ratio", type=float, default=1.0, help=NO_EFFECT)
+    model.add_argument("--init_ratio", type=float, default=1.0, help="new heads' linear weights ~ N(0, (0.02·r)²)")
     model.add_argument("--encoder_type", type=int, default=1)
     model.add_argument("--num_hidden_layers", type=int, default=-1)
     model.add_argument("--vb_dropout", type=str2bool, default=True)

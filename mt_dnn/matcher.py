@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 from transformers import AutoConfig, AutoModel, BertConfig, BertModel, PretrainedConfig, PreTrainedModel
 
 from data_utils.errors import MTDNNInputError
@@ -169,12 +170,22 @@ class SANBertNetwork(nn.Module):
             )
             heads.append(get_task_handler(task_def.task_type).build_head(task_def, ctx))
         self.scoring_list = nn.ModuleList(heads)
+        self._init_new_weights(opts.init_ratio)
         if opts.update_bert_opt > 0:
             for param in self.bert.parameters():
                 param.requires_grad_(False)
         self._embedding_override: torch.Tensor | None = None
         self._last_embedding: torch.Tensor | None = None
         self.bert.embeddings.register_forward_hook(self._embedding_hook)
+
+    def _init_new_weights(self, init_ratio: float) -> None:
+        # As upstream (BERT's initializer): new linear layers ~ N(0, 0.02·init_ratio), zero bias.
+        for part in (self.scoring_list, self.pooler):
+            for module in part.modules() if part is not None else ():
+                if isinstance(module, nn.Linear) and not parametrize.is_parametrized(module):
+                    nn.init.normal_(module.weight, mean=0.0, std=0.02 * init_ratio)
+                    if module.bias is not None:
+                        nn.init.zeros_(module.bias)
 
     def _embedding_hook(self, module: nn.Module, inputs: Any, output: torch.Tensor) -> torch.Tensor | None:
         # SMART perturbs the embedding output and feeds it on without re-embedding.

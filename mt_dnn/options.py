@@ -48,6 +48,7 @@ class ModelOptions:
     update_bert_opt: int = 0
     dropout_p: float = 0.1
     pooler_actf: str = "tanh"
+    init_ratio: float = 1.0
     vb_dropout: bool = True
     san: SANOptions = field(default_factory=SANOptions)
 

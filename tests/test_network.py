@@ -566,3 +566,14 @@ def test_training_state_round_trip_continues_identically(task_defs, make_batch, 
     second.update(batch)
     for (name, a), b in zip(first.network.state_dict().items(), second.network.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize("init_ratio", [1.0, 5.0])
+def test_new_head_weights_follow_init_ratio(task_defs, build_network, init_ratio):
+    network = build_network([task_defs["mnli"]], init_ratio=init_ratio)
+    proj = network.scoring_list[0].proj
+    assert torch.count_nonzero(proj.bias) == 0
+    # 32 × 3 weights drawn from N(0, 0.02·r): the sample std lands near 0.02·r.
+    assert proj.weight.std().item() == pytest.approx(0.02 * init_ratio, rel=0.3)
+    pretrained = network.bert.encoder.layer[0].output.dense.weight
+    assert pretrained.std().item() != pytest.approx(0.02 * 5.0, rel=0.3)  # the encoder keeps its own weights
