@@ -6,6 +6,7 @@
 # reference's. Lane "a" runs ours single-task (adamw, then the default adamax); lane "b" the Hugging Face
 # reference and two multi-task runs (RTE+MRPC+STS-B, with and without SAN, on the first MTL_ROWS training
 # rows of each task, 1 epoch). Run both lanes side by side on a 2-core machine (one thread per job).
+# Lane "seed" (with SEED=2019, …) repeats the single-task comparison with another seed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=${MODEL:-../shared/models/all-MiniLM-L6-v2}
@@ -49,5 +50,7 @@ case "${1:-all}" in
      MTL=$(mtl_data)
      ours mtl3_${MTL_ROWS}_s$SEED 1 adamax $GLUE_DEF rte,mrpc,stsb "$MTL"
      ours mtl3_san_${MTL_ROWS}_s$SEED 1 adamax $SAN_DEF rte,mrpc,stsb "$MTL" ;;
+  seed) ours rte_adamw_s$SEED 3 adamw $GLUE_DEF rte "$DATA"; hf rte
+        ours mrpc_adamw_s$SEED 3 adamw $GLUE_DEF mrpc "$DATA"; hf mrpc ;;  # another seed, one lane
   all) "$0" a & "$0" b; wait ;;
 esac
