@@ -4,8 +4,8 @@
 #     bash bench/accuracy_runs.sh [a|b|all]
 # Features must be made with --max_seq_len 128 (prepro_std.py) so that dev examples are cut like the
 # reference's. Lane "a" runs ours single-task (adamw, then the default adamax); lane "b" the Hugging Face
-# reference and two multi-task runs (RTE+MRPC+STS-B, with and without SAN, on the first MTL_ROWS training
-# rows of each task, 1 epoch). Run both lanes side by side on a 2-core machine (one thread per job).
+# reference, then lane "mtl": two multi-task runs (RTE+MRPC+STS-B, with and without SAN, on the first
+# MTL_ROWS training rows of each task; MTL_EPOCHS epochs of MTL_OPTIMIZER at MTL_LR). Run both lanes side by side on a 2-core machine (one thread per job).
 # Lane "seed" (with SEED=2019, …) repeats the single-task comparison with another seed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,14 +15,17 @@ GLUE=${GLUE:-../shared/data/glue}
 OUT=${OUT:-bench/out}
 SEED=${SEED:-2018}
 MTL_ROWS=${MTL_ROWS:-1000}
+MTL_EPOCHS=${MTL_EPOCHS:-2}
+MTL_OPTIMIZER=${MTL_OPTIMIZER:-adamw}
+MTL_LR=${MTL_LR:-5e-5}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1} TOKENIZERS_PARALLELISM=false
 mkdir -p "$OUT"
 
-ours() {  # name epochs optimizer task_def datasets data_dir
+ours() {  # name epochs optimizer task_def datasets data_dir [learning_rate]
   local dir="$OUT/$1"
   [ -f "$dir/model_$(($2 - 1)).pt" ] && { echo "skip $1"; return; }
   python train.py --init_checkpoint "$MODEL" --data_dir "$6" --max_seq_len 128 --batch_size 16 --batch_size_eval 32 \
-    --learning_rate 3e-5 --seed "$SEED" --dataloader_num_workers 0 --log_per_updates 100 \
+    --learning_rate "${7:-3e-5}" --seed "$SEED" --dataloader_num_workers 0 --log_per_updates 100 \
     --epochs "$2" --optimizer "$3" --task_def "$4" --train_datasets "$5" --test_datasets "$5" \
     --output_dir "$dir" > "$OUT/$1.stdout" 2>&1
 }
@@ -47,9 +50,10 @@ case "${1:-all}" in
   a) ours rte_adamw_s$SEED 3 adamw $GLUE_DEF rte "$DATA"; ours mrpc_adamw_s$SEED 3 adamw $GLUE_DEF mrpc "$DATA"
      ours rte_adamax_s$SEED 3 adamax $GLUE_DEF rte "$DATA" ;;
   b) hf rte; hf mrpc
-     MTL=$(mtl_data)
-     ours mtl3_${MTL_ROWS}_s$SEED 1 adamax $GLUE_DEF rte,mrpc,stsb "$MTL"
-     ours mtl3_san_${MTL_ROWS}_s$SEED 1 adamax $SAN_DEF rte,mrpc,stsb "$MTL" ;;
+     "$0" mtl ;;
+  mtl) MTL=$(mtl_data)
+     ours mtl3_${MTL_ROWS}_${MTL_OPTIMIZER}_s$SEED $MTL_EPOCHS $MTL_OPTIMIZER $GLUE_DEF rte,mrpc,stsb "$MTL" $MTL_LR
+     ours mtl3_san_${MTL_ROWS}_${MTL_OPTIMIZER}_s$SEED $MTL_EPOCHS $MTL_OPTIMIZER $SAN_DEF rte,mrpc,stsb "$MTL" $MTL_LR ;;
   seed) ours rte_adamw_s$SEED 3 adamw $GLUE_DEF rte "$DATA"; hf rte
         ours mrpc_adamw_s$SEED 3 adamw $GLUE_DEF mrpc "$DATA"; hf mrpc ;;  # another seed, one lane
   all) "$0" a & "$0" b; wait ;;
