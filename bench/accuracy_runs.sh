@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Real-data accuracy runs of Step 2 (CPU friendly, resumable: a finished run is skipped).
 #   MODEL=../shared/models/all-MiniLM-L6-v2 DATA=data128/canonical_data/all-MiniLM-L6-v2 GLUE=../shared/data/glue \
-#     bash bench/accuracy_runs.sh [a|b|all]
+#     bash bench/accuracy_runs.sh [a|b|mtl|seed|all]
 # Features must be made with --max_seq_len 128 (prepro_std.py) so that dev examples are cut like the
 # reference's. Lane "a" runs ours single-task (adamw, then the default adamax); lane "b" the Hugging Face
 # reference, then lane "mtl": two multi-task runs (RTE+MRPC+STS-B, with and without SAN, on the first
-# MTL_ROWS training rows of each task; MTL_EPOCHS epochs of MTL_OPTIMIZER at MTL_LR). Run both lanes side by side on a 2-core machine (one thread per job).
+# MTL_ROWS training rows of each task; MTL_EPOCHS epochs of MTL_OPTIMIZER at MTL_LR).
+# Run lanes a and b side by side on a 2-core machine (one thread per job).
 # Lane "seed" (with SEED=2019, …) repeats the single-task comparison with another seed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
