@@ -4,8 +4,8 @@ Reads the raw GLUE TSVs (no canonical files, no mt_dnn code) and runs an explici
 AdamW (weight decay 0.01, none on biases and LayerNorm weights), linear schedule with 10 % warmup,
 global gradient clipping at 1.0, dynamic padding, dev evaluation after every epoch.
 
-    python bench/hf_reference.py --task rte --glue_dir /work/shared/data/glue \
-        --model /work/shared/models/all-MiniLM-L6-v2 --max_seq_len 128 --batch_size 16 \
+    python bench/hf_reference.py --task rte --glue_dir ../shared/data/glue \
+        --model ../shared/models/all-MiniLM-L6-v2 --max_seq_len 128 --batch_size 16 \
         --lr 3e-5 --epochs 3 --seed 2018 --output rte_hf.json
 
 Smoke run: add ``--max_train_rows 64 --epochs 1``. The last stdout line is the result as one JSON line.
@@ -39,6 +39,7 @@ from data_utils.errors import MTDNNInputError, run_cli
 from data_utils.file_io import atomic_write, iter_lines
 from data_utils.log_utils import setup_logging
 
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"  # the offline GLUE copy and MiniLM, beside the repo
 Example = tuple[str, str, int | float]
 RTE_LABELS = {"not_entailment": 0, "entailment": 1}  # same ids as experiments/glue/glue_task_def.yml
 
@@ -153,8 +154,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line options (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", required=True, choices=sorted(TASKS))
-    parser.add_argument("--glue_dir", type=Path, default=Path("/work/shared/data/glue"))
-    parser.add_argument("--model", default="/work/shared/models/all-MiniLM-L6-v2")
+    parser.add_argument("--glue_dir", type=Path, default=SHARED / "data" / "glue")
+    parser.add_argument("--model", default=str(SHARED / "models" / "all-MiniLM-L6-v2"))
     parser.add_argument("--max_seq_len", type=int, default=128)
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=3e-5)

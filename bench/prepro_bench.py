@@ -27,8 +27,9 @@ from transformers import AutoTokenizer  # noqa: E402
 from data_utils.features import EncodeOptions, FeatureEncoder, FeatureWriter  # noqa: E402
 from data_utils.task_def import load_task_defs  # noqa: E402
 
-GLUE_DIR = Path("/work/shared/data/glue")
-MODEL = Path("/work/shared/models/all-MiniLM-L6-v2")
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+GLUE_DIR = SHARED / "data" / "glue"
+MODEL = SHARED / "models" / "all-MiniLM-L6-v2"
 TASK_DEF = ROOT / "experiments" / "glue" / "glue_task_def.yml"
 
 

@@ -9,6 +9,9 @@ from data_utils.canonical import CanonicalRow, encode_row_label, read_canonical
 from data_utils.errors import MTDNNInputError
 from data_utils.task_def import load_task_defs
 
+# CI clones the repository with the shared folder beside it.
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data" / "canonical"
 GLUE = load_task_defs(ROOT / "experiments" / "glue" / "glue_task_def.yml")
@@ -29,7 +32,7 @@ def error_of(path: Path, task: str, defs=GLUE) -> str:
 
 def test_rte_slice_matches_the_glue_file():
     rows = read_canonical(DATA / "rte_dev.tsv", GLUE["rte"])
-    glue = Path("/work/shared/data/glue/RTE/dev.tsv")
+    glue = SHARED / "data" / "glue" / "RTE" / "dev.tsv"
     assert len(rows) == 200
     first = rows[0]
     assert first == CanonicalRow(

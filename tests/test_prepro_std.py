@@ -21,9 +21,12 @@ from data_utils.features import (
 )
 from data_utils.task_def import load_task_defs
 
+# CI clones the repository with the shared folder beside it.
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data" / "canonical"
-MINILM = Path("/work/shared/models/all-MiniLM-L6-v2")
+MINILM = SHARED / "models" / "all-MiniLM-L6-v2"
 ROBERTA_TINY = ROOT / "tests" / "data" / "tokenizers" / "roberta_tiny"
 GLUE_YAML = ROOT / "experiments" / "glue" / "glue_task_def.yml"
 NER_YAML = ROOT / "experiments" / "ner" / "ner_task_def.yml"

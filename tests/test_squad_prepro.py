@@ -13,10 +13,13 @@ import pytest
 from data_utils.errors import MTDNNInputError
 from data_utils.features import model_dir_name
 
+# CI clones the repository with the shared folder beside it.
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "experiments" / "squad" / "squad_prepro.py"
 FIXTURES = Path(__file__).resolve().parent / "data" / "squad"
-MODEL = Path("/work/shared/models/all-MiniLM-L6-v2")
+MODEL = SHARED / "models" / "all-MiniLM-L6-v2"
 
 _spec = importlib.util.spec_from_file_location("squad_prepro", SCRIPT)
 squad_prepro = importlib.util.module_from_spec(_spec)
