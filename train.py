@@ -347,14 +347,19 @@ def main(argv: list[str] | None = None) -> None:
         for name, files in test_files.items()
         for split, path in files
     }
+    network = SANBertNetwork(load_encoder(model_opts), task_defs, model_opts, sep_token_id=tokenizer.sep_token_id)
+    if is_mtdnn_checkpoint(model_opts.init_checkpoint) and not run.resume:
+        # A saved run contributes weights only (heads matched by task name), never options.
+        source = load_mtdnn_checkpoint(model_opts.init_checkpoint)
+        source_tasks = [task["name"] for task in (source.get("config") or {}).get("task_defs", [])]
+        fresh = network.load_weights(source["state"], source_tasks)
+        if fresh:
+            logger.info("heads not in %s start fresh: %s", model_opts.init_checkpoint, ", ".join(fresh))
     if run.encode_mode:
-        network = SANBertNetwork(load_encoder(model_opts), task_defs, model_opts, sep_token_id=tokenizer.sep_token_id)
-        if is_mtdnn_checkpoint(model_opts.init_checkpoint):
-            network.load_state_dict(load_mtdnn_checkpoint(model_opts.init_checkpoint)["state"], strict=False)
         network.to(device)
         for name, files in test_files.items():
             # As upstream: the test split's encodings (the dev split's when there is no test file).
-            split = dict(files).get("test") and "test" or "dev"
+            split = "test" if "test" in dict(files) else "dev"
             loader = build_eval_loader(eval_sets[(name, split)], data.batch_size_eval, eval_collater)
             with atomic_write(output_dir / f"{name}_encoding.pt", "wb") as handle:
                 torch.save(encode_dataset(network, loader, device), handle)
@@ -387,8 +392,7 @@ def main(argv: list[str] | None = None) -> None:
         num_workers=data.dataloader_num_workers,
         generator=torch.Generator().manual_seed(train_opts.seed),
     )
-    # Model: shared encoder + heads, optimizer and schedule over the real number of updates.
-    network = SANBertNetwork(load_encoder(model_opts), task_defs, model_opts, sep_token_id=tokenizer.sep_token_id)
+    # Model: optimizer and schedule over the real number of updates.
     updates_total = total_updates(len(sampler), train_opts.epochs, train_opts.grad_accumulation_step)
     model = MTDNNModel(network, task_defs, train_opts, adv_opts, updates_total, device)
     config = {
@@ -427,12 +431,6 @@ def main(argv: list[str] | None = None) -> None:
         sampler.load_state_dict(checkpoint["sampler"])
         start_epoch, start_position = checkpoint["sampler"]["epoch"], checkpoint["sampler"]["start"]
         logger.info("resumed from %s at epoch %d, batch %d, update %d", run.model_ckpt, start_epoch, start_position, model.updates)
-    elif is_mtdnn_checkpoint(model_opts.init_checkpoint):
-        source = load_mtdnn_checkpoint(model_opts.init_checkpoint)
-        source_tasks = [task["name"] for task in (source.get("config") or {}).get("task_defs", [])]
-        fresh = model.load_weights(source["state"], source_tasks)
-        if fresh:
-            logger.info("heads not in %s start fresh: %s", model_opts.init_checkpoint, ", ".join(fresh))
 
     def evaluate_all(epoch: int | None, updates: int | None) -> None:
         # Evaluation draws no training randomness: fork the RNG so resume stays exact.

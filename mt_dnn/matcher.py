@@ -226,6 +226,34 @@ class SANBertNetwork(nn.Module):
         features = self.encode(input_ids, token_type_ids, attention_mask, embedding_override)
         return self.scoring_list[task_id](features)
 
+    def load_weights(self, state: dict[str, torch.Tensor], source_tasks: list[str] | None) -> list[str]:
+        """Load weights only (``--init_checkpoint`` of a saved run); returns the tasks whose heads start fresh.
+
+        The encoder itself came from the same file through ``load_encoder``; here come the heads,
+        matched by task name (``source_tasks`` lists the checkpoint's heads in order; a checkpoint
+        that does not name its tasks contributes no head), and a shared pooler when both have one.
+        """
+        source_index = {name: index for index, name in enumerate(source_tasks or [])}
+        own = ("scoring_list.", ENCODER_PREFIX)
+        selected = {key: value for key, value in state.items() if not key.startswith(own)}
+        fresh = []
+        for index, name in enumerate(task_def.name for task_def in self.task_defs):
+            if name not in source_index:
+                fresh.append(name)
+                continue
+            prefix = f"scoring_list.{source_index[name]}."
+            selected.update(
+                {f"scoring_list.{index}.{key[len(prefix):]}": value for key, value in state.items() if key.startswith(prefix)}
+            )
+        result = self.load_state_dict(selected, strict=False)
+        missing = [key for key in result.missing_keys if not key.startswith(own)]
+        if missing or result.unexpected_keys:
+            raise MTDNNInputError(
+                f"checkpoint does not fit the network: {len(missing)} missing keys {missing[:1]}, "
+                f"{len(result.unexpected_keys)} unexpected keys {result.unexpected_keys[:1]}"
+            )
+        return fresh
+
     def last_embedding_output(self) -> torch.Tensor:
         """The embedding output of the latest clean forward pass (SMART's starting point)."""
         if self._last_embedding is None:

@@ -9,10 +9,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from data_utils.errors import MTDNNInputError
 from data_utils.task_def import TaskDef
 from mt_dnn.loss import build_criterion
-from mt_dnn.matcher import normalize_state_keys
 from mt_dnn.optim import build_optimizer, build_scheduler
 from mt_dnn.options import AdvOptions, TrainOptions
 from mt_dnn.perturbation import SmartPerturbation
@@ -176,35 +174,6 @@ class MTDNNModel:
         for name, param in self.network.named_parameters():
             grad = checkpoint.get("pending_grads", {}).get(name)
             param.grad = grad.to(param.device) if grad is not None else None
-
-    def load_weights(self, state: dict[str, torch.Tensor], source_tasks: list[str] | None) -> list[str]:
-        """Load weights only (``--init_checkpoint`` of a saved run); returns the tasks whose heads start fresh.
-
-        Heads are matched by task name (``source_tasks`` lists the checkpoint's heads in order); a
-        checkpoint that does not name its tasks contributes its encoder only.
-        """
-        state = normalize_state_keys(state)
-        source_index = {name: index for index, name in enumerate(source_tasks or [])}
-        selected = {key: value for key, value in state.items() if not key.startswith("scoring_list.")}
-        fresh = []
-        for name, index in self.task_ids.items():
-            if name not in source_index:
-                fresh.append(name)
-                continue
-            prefix = f"scoring_list.{source_index[name]}."
-            selected.update(
-                {f"scoring_list.{index}.{key[len(prefix):]}": value for key, value in state.items() if key.startswith(prefix)}
-            )
-        result = self.network.load_state_dict(selected, strict=False)
-        missing_encoder = [
-            key for key in result.missing_keys if not key.startswith("scoring_list.") and not key.endswith("position_ids")
-        ]
-        if missing_encoder or result.unexpected_keys:
-            raise MTDNNInputError(
-                f"checkpoint does not fit the network: {len(missing_encoder)} missing keys "
-                f"{missing_encoder[:1]}, {len(result.unexpected_keys)} unexpected keys {result.unexpected_keys[:1]}"
-            )
-        return fresh
 
 
 def total_updates(batches_per_epoch: int, epochs: int, grad_accumulation_step: int) -> int:
