@@ -66,9 +66,8 @@ class SpanHandler(TaskHandler):
         return SpanHead(ctx.hidden_size, ctx.dropout_p, ctx.vb_dropout)
 
     def prepare_labels(self, samples: list[dict], seq_len: int) -> torch.Tensor:
-        labels = [list(sample["label"])[:3] for sample in samples]
-        labels = [label + [0] * (3 - len(label)) for label in labels]
-        return torch.tensor(labels, dtype=torch.long).clamp_(max=seq_len - 1)
+        # [start, end, is_impossible]; TaskDataset has checked the shape and the range.
+        return torch.tensor([sample["label"] for sample in samples], dtype=torch.long)
 
     def compute_loss(self, criterion: Criterion, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         return criterion((logits[..., 0], logits[..., 1]), (batch.labels[:, 0], batch.labels[:, 1]))
