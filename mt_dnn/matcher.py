@@ -76,7 +76,7 @@ def encoder_config_from_checkpoint(checkpoint: dict[str, Any]) -> PretrainedConf
     return BertConfig(**{key: config[key] for key in BERT_CONFIG_KEYS if key in config})
 
 
-def normalize_state_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _normalize_state_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """A checkpoint's weights with old ``LayerNorm.gamma``/``beta`` names mapped and position-id buffers dropped."""
     normalized = {}
     for key, value in state.items():
@@ -94,7 +94,7 @@ def _encoder_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Encoder weights of a checkpoint, ``bert.`` prefix removed."""
     return {
         key[len(ENCODER_PREFIX) :]: value
-        for key, value in normalize_state_keys(state).items()
+        for key, value in _normalize_state_keys(state).items()
         if key.startswith(ENCODER_PREFIX)
     }
 
