@@ -38,9 +38,7 @@ from data_utils.task_def import (
 )
 from mt_dnn.batcher import Collater, TaskDataset, build_eval_loader
 from mt_dnn.checkpoint import RunCheckpoint, load_run_checkpoint
-from mt_dnn.inference import evaluate, flat_scores, format_metrics
-from mt_dnn.model import MTDNNModel
-from mt_dnn.options import AdvOptions
+from mt_dnn.inference import EvalSettings, evaluate, flat_scores, format_metrics
 
 logger = logging.getLogger("mt_dnn")
 
@@ -149,9 +147,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     dataset = load_input(args.prep_input, task_def, args.max_seq_len, run.encoder_config.get("max_position_embeddings"))
     loader = build_eval_loader(dataset, args.batch_size_eval, Collater(run.pad_token_id, args.max_seq_len, keep_samples=True))
-    # MTDNNModel.predict runs the head under the run's own precision (fp32, or --bf16/--fp16 autocast).
-    model = MTDNNModel(run.network, run.task_defs, run.train_opts, AdvOptions(), 1, device)
-    result = evaluate(model, loader, task_def, with_labels=args.with_label)
+    # The run's own precision (fp32, or --bf16/--fp16 autocast) and --max_answer_len; no optimizer.
+    settings = EvalSettings.of_run(run.model_opts, run.train_opts, device)
+    result = evaluate(run.network, loader, task_def, with_labels=args.with_label, settings=settings)
 
     decoded = result.decoded
     write_score_file(args.score, result.metrics, decoded.predictions, decoded.uids, flat_scores(decoded))

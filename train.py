@@ -36,7 +36,7 @@ from data_utils.file_io import atomic_write
 from data_utils.log_utils import setup_logging
 from data_utils.task_def import TaskDef, get_task_def, load_task_defs, task_def_to_dict
 from mt_dnn.batcher import Collater, MultiTaskDataset, TaskDataset, apply_word_dropout, build_eval_loader
-from mt_dnn.inference import encode_dataset, evaluate, format_metrics, write_eval_outputs
+from mt_dnn.inference import EvalSettings, encode_dataset, evaluate, format_metrics, write_eval_outputs
 from mt_dnn.matcher import SANBertNetwork, is_mtdnn_checkpoint, load_encoder, load_mtdnn_checkpoint
 from mt_dnn.model import MTDNNModel, total_updates
 from mt_dnn.options import AdvOptions, DataOptions, ModelOptions, TrainOptions, options_to_dict
@@ -432,12 +432,14 @@ def main(argv: list[str] | None = None) -> None:
         start_epoch, start_position = checkpoint["sampler"]["epoch"], checkpoint["sampler"]["start"]
         logger.info("resumed from %s at epoch %d, batch %d, update %d", run.model_ckpt, start_epoch, start_position, model.updates)
 
+    eval_settings = EvalSettings.of_run(model_opts, train_opts, device)
+
     def evaluate_all(epoch: int | None, updates: int | None) -> None:
         # Evaluation draws no training randomness: fork the RNG so resume stays exact.
         with torch.random.fork_rng(devices=[]):
             for (name, split), dataset in eval_sets.items():
                 loader = build_eval_loader(dataset, data.batch_size_eval, eval_collater)
-                result = evaluate(model, loader, dataset.task_def, with_labels=split == "dev")
+                result = evaluate(model.network, loader, dataset.task_def, split == "dev", eval_settings)
                 write_eval_outputs(result, output_dir, name, split, dataset.task_def, run.glue_format_on, epoch, updates)
                 logger.info("%s %s (epoch %s, update %d): %s", name, split, epoch, model.updates, format_metrics(result.metrics))
                 for metric, value in result.metrics.items():

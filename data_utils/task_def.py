@@ -93,16 +93,23 @@ class LossCriterion(IntEnum):
     HLCriterion = 11
 
 
-SUPPORTED_TASK_TYPES = frozenset(
-    {
-        TaskType.Classification,
-        TaskType.Regression,
-        TaskType.Ranking,
-        TaskType.SpanClassification,
-        TaskType.SpanClassificationYN,
-        TaskType.SeqenceLabeling,
-    }
-)
+# The task types mt_dnn/tasks/ implements; registering a handler for another one adds it
+# (preprocessing tools load YAML files without importing the training code).
+SUPPORTED_TASK_TYPES: set[TaskType] = {
+    TaskType.Classification,
+    TaskType.Regression,
+    TaskType.Ranking,
+    TaskType.SpanClassification,
+    TaskType.SpanClassificationYN,
+    TaskType.SeqenceLabeling,
+}
+
+
+def mark_task_type_supported(task_type: TaskType) -> None:
+    """Let YAML files use ``task_type`` (called by the task-handler registry)."""
+    SUPPORTED_TASK_TYPES.add(TaskType(task_type))
+
+
 SUPPORTED_DATA_FORMATS = frozenset(
     {
         DataFormat.PremiseOnly,

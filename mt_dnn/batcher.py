@@ -23,15 +23,15 @@ import json
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 
 from data_utils.errors import MTDNNInputError
 from data_utils.file_io import iter_lines
 from data_utils.task_def import DataFormat, TaskDef
+from mt_dnn.batch import Batch, Item
 from mt_dnn.sampler import MultiTaskBatchSampler, shard_batch
 from mt_dnn.tasks import get_task_handler
 
@@ -53,14 +53,6 @@ __all__ = [
 
 # Per-token keys cut together when a training example is truncated.
 _PER_TOKEN_KEYS = ("token_id", "type_id", "attention_mask", "mask", "offset_mapping")
-
-
-class Item(NamedTuple):
-    """One sample as the collater receives it, with the dataset it came from."""
-
-    dataset: str
-    task_def: TaskDef
-    sample: dict
 
 
 def _is_int(value: Any) -> bool:
@@ -276,40 +268,6 @@ class MultiTaskDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: tuple[int, int]) -> Item:
         dataset_index, sample_index = index
         return self.datasets[dataset_index][sample_index]
-
-
-@dataclass
-class Batch:
-    """One padded batch of one dataset, ready for the network."""
-
-    dataset: str
-    task_def: TaskDef
-    input_ids: torch.Tensor  # [N, L]; multi-hypothesis: N = B * k rows, sample-major
-    token_type_ids: torch.Tensor
-    attention_mask: torch.Tensor
-    labels: torch.Tensor
-    uids: list[str]
-    pairwise_size: int = 1
-    soft_labels: torch.Tensor | None = None
-    samples: list[dict] | None = None
-
-    def _map_tensors(self, fn) -> Batch:
-        changes = {f.name: fn(getattr(self, f.name)) for f in fields(self) if isinstance(getattr(self, f.name), torch.Tensor)}
-        return replace(self, **changes)
-
-    def to(self, device: torch.device | str) -> Batch:
-        """A copy with every tensor on ``device``."""
-        # Asynchronous only from pinned memory, where it is safe.
-        return self._map_tensors(lambda t: t.to(device, non_blocking=t.is_pinned()))
-
-    def pin_memory(self) -> Batch:
-        """A copy in pinned memory (lets ``DataLoader(pin_memory=True)`` handle batches)."""
-        return self._map_tensors(lambda t: t.pin_memory())
-
-    @property
-    def batch_size(self) -> int:
-        """Number of samples B (not rows)."""
-        return len(self.uids)
 
 
 class Collater:

@@ -1,6 +1,10 @@
-"""Evaluation of one dataset split: predictions → metrics → score files (SPEC §7)."""
+"""Evaluation of one dataset split with a network: predictions → metrics → score files (SPEC §7).
+
+Nothing here needs an optimizer: ``predict.py`` and ``train.py`` pass the network itself.
+"""
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,11 +15,13 @@ import torch
 from data_utils.metrics import calc_metrics
 from data_utils.score_files import glue_submission_name, score_file_name, write_glue_submission, write_score_file
 from data_utils.task_def import TaskDef
+from mt_dnn.batch import Batch
 from mt_dnn.batcher import restore_order
-from mt_dnn.tasks import Decoded, get_task_handler
+from mt_dnn.options import ModelOptions, TrainOptions, autocast_dtype
+from mt_dnn.tasks import Decoded, DecodeOptions, get_task_handler
 
 if TYPE_CHECKING:
-    from mt_dnn.model import MTDNNModel
+    from mt_dnn.matcher import SANBertNetwork
 
 logger = logging.getLogger(__name__)
 
@@ -28,12 +34,44 @@ class EvalResult:
     decoded: Decoded
 
 
-def predict_dataset(model: MTDNNModel, loader: torch.utils.data.DataLoader, task_def: TaskDef) -> Decoded:
-    """Run the model over a loader and decode every batch with the task's handler."""
+@dataclass(frozen=True)
+class EvalSettings:
+    """How a network is run for evaluation: device, autocast dtype (None = float32), decoding options."""
+
+    device: torch.device = torch.device("cpu")
+    amp_dtype: torch.dtype | None = None
+    decode: DecodeOptions = DecodeOptions()
+
+    @classmethod
+    def of_run(cls, model_opts: ModelOptions, train_opts: TrainOptions, device: torch.device) -> EvalSettings:
+        """The settings a run trained with: its autocast precision and ``--max_answer_len``."""
+        return cls(device, autocast_dtype(train_opts), DecodeOptions(max_answer_len=model_opts.san.max_answer_len))
+
+
+@torch.no_grad()
+def predict_logits(network: SANBertNetwork, batch: Batch, task_id: int, settings: EvalSettings) -> torch.Tensor:
+    """Float32 logits of one batch, network in eval mode."""
+    network.eval()
+    batch = batch.to(settings.device)
+    autocast = (
+        torch.autocast(device_type=settings.device.type, dtype=settings.amp_dtype)
+        if settings.amp_dtype is not None
+        else contextlib.nullcontext()
+    )
+    with autocast:
+        logits = network(batch.input_ids, batch.token_type_ids, batch.attention_mask, task_id)
+    return logits.float()
+
+
+def predict_dataset(
+    network: SANBertNetwork, loader: torch.utils.data.DataLoader, task_def: TaskDef, settings: EvalSettings
+) -> Decoded:
+    """Run the network over a loader and decode every batch with the task's handler."""
     handler = get_task_handler(task_def.task_type)
+    task_id = network.task_id(task_def.name)
     merged = Decoded(uids=[], predictions=[], scores=[], golds=[])
     for batch in loader:
-        part = handler.decode(model.predict(batch).cpu(), batch)
+        part = handler.decode(predict_logits(network, batch, task_id, settings).cpu(), batch, settings.decode)
         merged.uids.extend(part.uids)
         merged.predictions.extend(part.predictions)
         merged.scores.extend(part.scores)
@@ -45,10 +83,14 @@ def predict_dataset(model: MTDNNModel, loader: torch.utils.data.DataLoader, task
 
 
 def evaluate(
-    model: MTDNNModel, loader: torch.utils.data.DataLoader, task_def: TaskDef, with_labels: bool
+    network: SANBertNetwork,
+    loader: torch.utils.data.DataLoader,
+    task_def: TaskDef,
+    with_labels: bool,
+    settings: EvalSettings = EvalSettings(),
 ) -> EvalResult:
     """Predict a split and, when it carries real labels, compute the task's metrics."""
-    decoded = predict_dataset(model, loader, task_def)
+    decoded = predict_dataset(network, loader, task_def, settings)
     metrics = {}
     if with_labels:
         metrics = calc_metrics(task_def.metric_meta, decoded.golds, decoded.predictions, decoded.scores, task_def.labels)

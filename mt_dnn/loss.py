@@ -25,6 +25,20 @@ from torch import nn
 
 from data_utils.task_def import LossCriterion
 
+# ---------------------------------------------------------------- registry
+
+LOSS_REGISTRY: dict[LossCriterion, type[Criterion]] = {}
+
+
+def register_criterion(cls: type[Criterion]) -> type[Criterion]:
+    """Class decorator: make a criterion available under the ``LossCriterion`` member of its class name."""
+    try:
+        LOSS_REGISTRY[LossCriterion[cls.__name__]] = cls
+    except KeyError:
+        raise ValueError(f"{cls.__name__} is not a LossCriterion name") from None
+    return cls
+
+
 # Floor for probabilities given as numbers (soft labels, JS's mixture) before taking a log.
 _TINY = 1e-30
 
@@ -145,6 +159,7 @@ def _check_same_shape(input: torch.Tensor, target: torch.Tensor) -> None:
 # ---------------------------------------------------------------- label criteria
 
 
+@register_criterion
 class CeCriterion(Criterion):
     """Cross-entropy of logits [B, C] against class indices [B]; distills with soft-target CE −Σ q·log p."""
 
@@ -165,6 +180,7 @@ class CeCriterion(Criterion):
         return self.alpha * _weighted_mean(rows, _row_weights(weight, rows.numel(), input.shape[:-1]))
 
 
+@register_criterion
 class SeqCeCriterion(Criterion):
     """Token cross-entropy of logits [B, L, C] (or [N, C]) against labels [B, L], ignoring ``ignore_index``."""
 
@@ -184,6 +200,7 @@ class SeqCeCriterion(Criterion):
         return self.alpha * _weighted_mean(rows, weights, (target != ignore_index).sum())
 
 
+@register_criterion
 class SpanCeCriterion(Criterion):
     """½(CE(start) + CE(end)) for extractive QA: input (start_logits, end_logits), target (start, end)."""
 
@@ -213,6 +230,7 @@ class SpanCeCriterion(Criterion):
         return self.alpha * 0.5 * loss
 
 
+@register_criterion
 class RankCeCriterion(Criterion):
     """Cross-entropy over the k candidates of each sample: scores [B·k] or [B·k, 1] are viewed as [B, k]."""
 
@@ -248,6 +266,7 @@ class RankCeCriterion(Criterion):
         raise ValueError(f"ranking {what} has {values.numel()} values for {batch} samples of {pairwise_size} candidates")
 
 
+@register_criterion
 class MseCriterion(Criterion):
     """Mean squared error with shapes matched explicitly ([B, 1] and [B] pair up; nothing else broadcasts)."""
 
@@ -316,6 +335,7 @@ class _DistributionCriterion(Criterion, metaclass=ABCMeta):
         return self.alpha * _weighted_mean(rows, _row_weights(weight, rows.numel(), input.shape[:-1]))
 
 
+@register_criterion
 class KlCriterion(_DistributionCriterion):
     """KL(q ‖ p), batchmean (``kl_div(log p, q)``); the gradient reaches both sides."""
 
@@ -326,6 +346,7 @@ class KlCriterion(_DistributionCriterion):
         return _kl_rows(q, p.log)
 
 
+@register_criterion
 class SymKlCriterion(_DistributionCriterion):
     """KL(q̄ ‖ p) + KL(p̄ ‖ q), each batchmean, the bar meaning detached (SMART's default); no ½."""
 
@@ -336,6 +357,7 @@ class SymKlCriterion(_DistributionCriterion):
         return _kl_rows(q.detach(), p.log) + _kl_rows(p.detach(), q.log)
 
 
+@register_criterion
 class NsKlCriterion(_DistributionCriterion):
     """stable_kl(input, target.detach()): KL on log-odds, gradient through the input only."""
 
@@ -347,6 +369,7 @@ class NsKlCriterion(_DistributionCriterion):
         return _stable_kl_rows(p.prob, q.prob.detach(), self.epsilon)
 
 
+@register_criterion
 class NsSymKlCriterion(_DistributionCriterion):
     """stable_kl(input, target.detach()) + stable_kl(target, input.detach())."""
 
@@ -360,6 +383,7 @@ class NsSymKlCriterion(_DistributionCriterion):
         )
 
 
+@register_criterion
 class JSCriterion(_DistributionCriterion):
     """Upstream's Jensen-Shannon form: m = ½(p + q) detached, KL(m ‖ p) + KL(m ‖ q), each batchmean, no ½."""
 
@@ -371,6 +395,7 @@ class JSCriterion(_DistributionCriterion):
         return _kl_rows(m, p.log) + _kl_rows(m, q.log)
 
 
+@register_criterion
 class HLCriterion(_DistributionCriterion):
     """Squared Hellinger distance: mean over elements of (√q − √p)², q detached so the input is trained."""
 
@@ -379,23 +404,6 @@ class HLCriterion(_DistributionCriterion):
 
     def _rows(self, p: _Dist, q: _Dist) -> torch.Tensor:
         return ((q.sqrt().detach() - p.sqrt()) ** 2).mean(dim=-1)
-
-
-# ---------------------------------------------------------------- registry
-
-LOSS_REGISTRY: dict[LossCriterion, type[Criterion]] = {
-    LossCriterion.CeCriterion: CeCriterion,
-    LossCriterion.MseCriterion: MseCriterion,
-    LossCriterion.RankCeCriterion: RankCeCriterion,
-    LossCriterion.SpanCeCriterion: SpanCeCriterion,
-    LossCriterion.SeqCeCriterion: SeqCeCriterion,
-    LossCriterion.KlCriterion: KlCriterion,
-    LossCriterion.SymKlCriterion: SymKlCriterion,
-    LossCriterion.NsKlCriterion: NsKlCriterion,
-    LossCriterion.NsSymKlCriterion: NsSymKlCriterion,
-    LossCriterion.JSCriterion: JSCriterion,
-    LossCriterion.HLCriterion: HLCriterion,
-}
 
 
 def build_criterion(loss: LossCriterion, name: str = "", alpha: float = 1.0) -> Criterion:

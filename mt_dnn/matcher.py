@@ -226,6 +226,13 @@ class SANBertNetwork(nn.Module):
         features = self.encode(input_ids, token_type_ids, attention_mask, embedding_override)
         return self.scoring_list[task_id](features)
 
+    def task_id(self, task_name: str) -> int:
+        """The head index of a task (its position in ``task_defs``)."""
+        for index, task_def in enumerate(self.task_defs):
+            if task_def.name == task_name:
+                return index
+        raise KeyError(f"the network has no head for task {task_name!r}")
+
     def load_weights(self, state: dict[str, torch.Tensor], source_tasks: list[str] | None) -> list[str]:
         """Load weights only (``--init_checkpoint`` of a saved run); returns the tasks whose heads start fresh.
 

@@ -10,14 +10,15 @@ import torch
 from torch import nn
 
 from data_utils.task_def import TaskDef
+from mt_dnn.inference import EvalSettings, predict_logits
 from mt_dnn.loss import build_criterion
 from mt_dnn.optim import build_optimizer, build_scheduler
-from mt_dnn.options import AdvOptions, TrainOptions
+from mt_dnn.options import AdvOptions, TrainOptions, autocast_dtype
 from mt_dnn.perturbation import SmartPerturbation
 from mt_dnn.tasks import get_task_handler
 
 if TYPE_CHECKING:
-    from mt_dnn.batcher import Batch
+    from mt_dnn.batch import Batch
     from mt_dnn.matcher import SANBertNetwork
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ class MTDNNModel:
         self.optimizer = build_optimizer(self.network, train_opts)
         self.scheduler = build_scheduler(self.optimizer, train_opts, total_updates)
         self.scaler = torch.amp.GradScaler(device.type, enabled=train_opts.fp16)
-        self.amp_dtype = torch.float16 if train_opts.fp16 else torch.bfloat16 if train_opts.bf16 else None
+        self.amp_dtype = autocast_dtype(train_opts)
         self.updates = 0
         self.micro_steps = 0
         self.bad_steps = 0
@@ -125,16 +126,10 @@ class MTDNNModel:
         self.updates += 1
         self.micro_steps = 0
 
-    @torch.no_grad()
     def predict(self, batch: Batch) -> torch.Tensor:
-        """Logits of one evaluation batch (network in eval mode)."""
-        self.network.eval()
-        batch = batch.to(self.device)
-        with self._autocast():
-            logits = self.network(
-                batch.input_ids, batch.token_type_ids, batch.attention_mask, self.task_ids[batch.task_def.name]
-            )
-        return logits.float()
+        """Logits of one evaluation batch (network in eval mode, the run's precision)."""
+        settings = EvalSettings(self.device, self.amp_dtype)
+        return predict_logits(self.network, batch, self.task_ids[batch.task_def.name], settings)
 
     @property
     def learning_rate(self) -> float:

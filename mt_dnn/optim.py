@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
@@ -12,7 +12,6 @@ from module.optimizers import Adamax, AdamaxW
 from mt_dnn.options import TrainOptions
 
 NO_DECAY_MARKERS = ("bias", "gamma", "beta", "LayerNorm.weight", "LayerNorm.bias")
-OPTIMIZERS = ("adamax", "adamaxw", "adam", "adamw", "radam", "sgd")
 SCHEDULES = {0: "linear", 1: "cosine", 2: "constant", 3: "polynomial"}
 POLY_END_LR = 1e-7
 
@@ -30,22 +29,55 @@ def parameter_groups(named_params: Iterable[tuple[str, nn.Parameter]], weight_de
     ]
 
 
+OptimizerFactory = Callable[[list[dict], TrainOptions], torch.optim.Optimizer]
+OPTIMIZER_REGISTRY: dict[str, OptimizerFactory] = {}
+
+
+def register_optimizer(*names: str) -> Callable[[OptimizerFactory], OptimizerFactory]:
+    """Decorator: make ``factory(param_groups, train_opts)`` available as ``--optimizer NAME`` for each name."""
+
+    def register(factory: OptimizerFactory) -> OptimizerFactory:
+        for name in names:
+            OPTIMIZER_REGISTRY[name] = factory
+        return factory
+
+    return register
+
+
+@register_optimizer("adamax")
+def _adamax(groups: list[dict], opts: TrainOptions) -> torch.optim.Optimizer:
+    return Adamax(groups, lr=opts.learning_rate, eps=opts.adam_eps)
+
+
+@register_optimizer("adamaxw")
+def _adamaxw(groups: list[dict], opts: TrainOptions) -> torch.optim.Optimizer:
+    return AdamaxW(groups, lr=opts.learning_rate, eps=opts.adam_eps)
+
+
+@register_optimizer("adam", "adamw")
+def _adamw(groups: list[dict], opts: TrainOptions) -> torch.optim.Optimizer:
+    on_cuda = any(p.is_cuda for group in groups for p in group["params"])
+    return torch.optim.AdamW(groups, lr=opts.learning_rate, eps=opts.adam_eps, fused=True if on_cuda else None)
+
+
+@register_optimizer("radam")
+def _radam(groups: list[dict], opts: TrainOptions) -> torch.optim.Optimizer:
+    return torch.optim.RAdam(groups, lr=opts.learning_rate, eps=opts.adam_eps)
+
+
+@register_optimizer("sgd")
+def _sgd(groups: list[dict], opts: TrainOptions) -> torch.optim.Optimizer:
+    return torch.optim.SGD(groups, lr=opts.learning_rate, momentum=opts.momentum)
+
+
 def build_optimizer(model: nn.Module, opts: TrainOptions) -> torch.optim.Optimizer:
     """The optimizer named by ``--optimizer`` over decay/no-decay parameter groups."""
-    groups = parameter_groups(model.named_parameters(), opts.weight_decay)
-    name = opts.optimizer.lower()
-    if name == "adamax":
-        return Adamax(groups, lr=opts.learning_rate, eps=opts.adam_eps)
-    if name == "adamaxw":
-        return AdamaxW(groups, lr=opts.learning_rate, eps=opts.adam_eps)
-    if name in ("adam", "adamw"):
-        on_cuda = any(p.is_cuda for group in groups for p in group["params"])
-        return torch.optim.AdamW(groups, lr=opts.learning_rate, eps=opts.adam_eps, fused=True if on_cuda else None)
-    if name == "radam":
-        return torch.optim.RAdam(groups, lr=opts.learning_rate, eps=opts.adam_eps)
-    if name == "sgd":
-        return torch.optim.SGD(groups, lr=opts.learning_rate, momentum=opts.momentum)
-    raise MTDNNInputError(f"--optimizer {opts.optimizer!r} is unknown; choose one of {', '.join(OPTIMIZERS)}")
+    factory = OPTIMIZER_REGISTRY.get(opts.optimizer.lower())
+    if factory is None:
+        raise MTDNNInputError(
+            f"--optimizer {opts.optimizer!r} is unknown; choose one of {', '.join(OPTIMIZER_REGISTRY)}"
+        )
+    return factory(parameter_groups(model.named_parameters(), opts.weight_decay), opts)
 
 
 def schedule_factor(step: int, total_steps: int, warmup: float, scheduler_type: int, base_lr: float) -> float:

@@ -9,6 +9,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 from mt_dnn.tasks.base import SANOptions
 
 
@@ -88,6 +90,11 @@ class AdvOptions:
     adv_step_size: float = 1e-5
     adv_noise_var: float = 1e-5
     adv_epsilon: float = 1e-6
+
+
+def autocast_dtype(opts: TrainOptions) -> torch.dtype | None:
+    """The autocast dtype of ``--fp16``/``--bf16``, or None for float32."""
+    return torch.float16 if opts.fp16 else torch.bfloat16 if opts.bf16 else None
 
 
 def options_to_dict(options: Any) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from mt_dnn.options import AdvOptions
 from mt_dnn.tasks import TaskHandler
 
 if TYPE_CHECKING:
-    from mt_dnn.batcher import Batch
+    from mt_dnn.batch import Batch
     from mt_dnn.matcher import SANBertNetwork
 
 logger = logging.getLogger(__name__)

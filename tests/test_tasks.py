@@ -13,7 +13,7 @@ from data_utils.task_def import TaskType
 from mt_dnn.batcher import Batch
 from mt_dnn.loss import build_criterion
 from mt_dnn.tasks import SANOptions, get_task_handler
-from mt_dnn.tasks.classification import SANHead
+from mt_dnn.tasks.sentence_head import SANHead
 
 
 def run_task(network, batch: Batch, task_id: int = 0):

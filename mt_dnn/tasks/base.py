@@ -8,9 +8,10 @@ import torch
 from torch import nn
 
 from data_utils.task_def import TaskDef, TaskType
+from mt_dnn.loss import stable_kl
 
 if TYPE_CHECKING:
-    from mt_dnn.batcher import Batch
+    from mt_dnn.batch import Batch
     from mt_dnn.loss import Criterion
 
 
@@ -25,6 +26,13 @@ class SANOptions:
     weight_norm_on: bool = False
     att_hidden_size: int = 128
     sum_att_type: str = "bilinear"
+    max_answer_len: int = 10
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """Run options that decoding reads (span tasks: ``--max_answer_len``)."""
+
     max_answer_len: int = 10
 
 
@@ -65,7 +73,7 @@ class Decoded:
 
 
 class TaskHandler:
-    """Behaviour of one task type; subclasses register themselves in ``mt_dnn.tasks``."""
+    """Behaviour of one task type; a subclass registers itself with ``@register_task_handler``."""
 
     task_type: ClassVar[TaskType]
     # Whether predictions map to GLUE submission rows (one label or score per example).
@@ -87,7 +95,15 @@ class TaskHandler:
         """Logits laid out as [B, C] for distribution losses (KD, SMART)."""
         return logits
 
-    def decode(self, logits: torch.Tensor, batch: Batch) -> Decoded:
+    def adversarial_ascent_loss(self, adv_view: torch.Tensor, clean_view: torch.Tensor) -> torch.Tensor:
+        """SMART's ascent objective between perturbed and clean views (batch sum of the stable KL)."""
+        return stable_kl(adv_view, clean_view, reduce=False)
+
+    def adversarial_pair(self, clean_view: torch.Tensor, adv_view: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The clean and perturbed views as the task's ``adv_loss`` takes them."""
+        return clean_view, adv_view
+
+    def decode(self, logits: torch.Tensor, batch: Batch, options: DecodeOptions = DecodeOptions()) -> Decoded:
         """Predictions, scores and golds of a batch, in sample order."""
         raise NotImplementedError
 

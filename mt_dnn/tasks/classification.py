@@ -1,9 +1,4 @@
-"""Sentence(-pair) level task types: classification, regression and pairwise ranking.
-
-All three share one head (SPEC §4): the pooled [CLS] vector → task dropout → linear layer,
-or a task-own pooler when the YAML sets ``actf``, or the SAN answer module when
-``enable_san`` is set on a pair task.
-"""
+"""Single-label classification over ``n_class`` labels (CoLA, MNLI, RTE, …)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -11,78 +6,17 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from data_utils.errors import MTDNNInputError
-from data_utils.task_def import DataFormat, TaskDef, TaskType
-from module.dropout_wrapper import DropoutWrapper
-from module.pooler import Pooler
-from module.san import SANClassifier, split_premise_hypothesis
-from mt_dnn.tasks.base import Decoded, EncoderFeatures, HeadContext, TaskHandler
+from data_utils.task_def import TaskDef, TaskType
+from mt_dnn.tasks.base import Decoded, DecodeOptions, HeadContext, TaskHandler
+from mt_dnn.tasks.registry import register_task_handler
+from mt_dnn.tasks.sentence_head import build_sentence_head
 
 if TYPE_CHECKING:
-    from mt_dnn.batcher import Batch
+    from mt_dnn.batch import Batch
     from mt_dnn.loss import Criterion
 
-_PAIR_FORMATS = (DataFormat.PremiseAndOneHypothesis, DataFormat.PremiseAndMultiHypothesis)
 
-
-class PooledClassifierHead(nn.Module):
-    """Pooled [CLS] → dropout → ``Linear(H, n_out)``; with ``actf`` a task-own pooler first."""
-
-    def __init__(self, hidden_size: int, n_out: int, dropout_p: float, actf: str | None, vb_dropout: bool):
-        super().__init__()
-        self.own_pooler = Pooler(hidden_size, actf=actf, dropout_p=dropout_p) if actf else None
-        self.dropout = DropoutWrapper(0.0 if actf else dropout_p, enable_vbp=vb_dropout)
-        self.proj = nn.Linear(hidden_size, n_out)
-
-    def forward(self, features: EncoderFeatures) -> torch.Tensor:
-        pooled = self.own_pooler(features.sequence_output) if self.own_pooler is not None else features.pooled_output
-        return self.proj(self.dropout(pooled))
-
-
-class SANHead(nn.Module):
-    """The SAN answer module over premise/hypothesis token states (pair tasks)."""
-
-    def __init__(self, hidden_size: int, n_out: int, dropout_p: float, ctx: HeadContext):
-        super().__init__()
-        san = ctx.san
-        self.sep_token_id = ctx.sep_token_id
-        self.san = SANClassifier(
-            hidden_size,
-            hidden_size,
-            n_out,
-            dropout_p,
-            num_turn=san.num_turn,
-            mem_type=san.mem_type,
-            mem_drop_p=san.mem_drop_p,
-            mem_cum_type=san.mem_cum_type,
-            weight_norm_on=san.weight_norm_on,
-            att_hidden_size=san.att_hidden_size,
-            sum_att_type=san.sum_att_type,
-            enable_vbp=ctx.vb_dropout,
-        )
-
-    def forward(self, features: EncoderFeatures) -> torch.Tensor:
-        premise, premise_mask, hypothesis, hypothesis_mask = split_premise_hypothesis(
-            features.sequence_output,
-            features.token_type_ids,
-            features.attention_mask,
-            input_ids=features.input_ids,
-            sep_token_id=self.sep_token_id,
-        )
-        return self.san(premise, premise_mask, hypothesis, hypothesis_mask)
-
-
-def build_sentence_head(task_def: TaskDef, ctx: HeadContext, n_out: int, san_allowed: bool) -> nn.Module:
-    """The head shared by classification, regression and ranking tasks."""
-    if task_def.enable_san:
-        if not san_allowed:
-            raise MTDNNInputError(f"task {task_def.name}: enable_san is not available for {task_def.task_type.name}")
-        if task_def.data_format not in _PAIR_FORMATS:
-            raise MTDNNInputError(f"task {task_def.name}: enable_san needs a premise/hypothesis data format")
-        return SANHead(ctx.hidden_size, n_out, ctx.dropout_p, ctx)
-    return PooledClassifierHead(ctx.hidden_size, n_out, ctx.dropout_p, task_def.actf, ctx.vb_dropout)
-
-
+@register_task_handler
 class ClassificationHandler(TaskHandler):
     """Single-label classification over ``n_class`` labels (CoLA, MNLI, RTE, …)."""
 
@@ -95,58 +29,11 @@ class ClassificationHandler(TaskHandler):
     def prepare_labels(self, samples: list[dict], seq_len: int) -> torch.Tensor:
         return torch.tensor([int(sample["label"]) for sample in samples], dtype=torch.long)
 
-    def decode(self, logits: torch.Tensor, batch: Batch) -> Decoded:
+    def decode(self, logits: torch.Tensor, batch: Batch, options: DecodeOptions = DecodeOptions()) -> Decoded:
         probs = torch.softmax(logits.float(), dim=-1)
         return Decoded(
             uids=list(batch.uids),
             predictions=probs.argmax(dim=-1).tolist(),
             scores=probs.tolist(),
             golds=[int(label) for label in batch.labels.tolist()],
-        )
-
-
-class RegressionHandler(TaskHandler):
-    """A real-valued score per example (STS-B); the score is also the prediction."""
-
-    task_type = TaskType.Regression
-    glue_submission = True
-
-    def build_head(self, task_def: TaskDef, ctx: HeadContext) -> nn.Module:
-        return build_sentence_head(task_def, ctx, 1, san_allowed=False)
-
-    def prepare_labels(self, samples: list[dict], seq_len: int) -> torch.Tensor:
-        return torch.tensor([float(sample["label"]) for sample in samples], dtype=torch.float)
-
-    def compute_loss(self, criterion: Criterion, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
-        return criterion(logits.view(-1), batch.labels)
-
-    def decode(self, logits: torch.Tensor, batch: Batch) -> Decoded:
-        scores = logits.float().view(-1).tolist()
-        return Decoded(uids=list(batch.uids), predictions=scores, scores=scores, golds=batch.labels.tolist())
-
-
-class RankingHandler(TaskHandler):
-    """Pairwise ranking (old QNLI): each sample's k hypotheses are scored and soft-maxed together."""
-
-    task_type = TaskType.Ranking
-
-    def build_head(self, task_def: TaskDef, ctx: HeadContext) -> nn.Module:
-        return build_sentence_head(task_def, ctx, 1, san_allowed=True)
-
-    def prepare_labels(self, samples: list[dict], seq_len: int) -> torch.Tensor:
-        return torch.tensor([int(sample["label"]) for sample in samples], dtype=torch.long)
-
-    def compute_loss(self, criterion: Criterion, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
-        return criterion(logits, batch.labels, pairwise_size=batch.pairwise_size)
-
-    def distill_targets_view(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
-        return logits.reshape(-1, batch.pairwise_size)
-
-    def decode(self, logits: torch.Tensor, batch: Batch) -> Decoded:
-        probs = torch.softmax(logits.float().reshape(-1, batch.pairwise_size), dim=-1)
-        return Decoded(
-            uids=list(batch.uids),
-            predictions=probs.argmax(dim=-1).tolist(),
-            scores=probs.tolist(),
-            golds=batch.labels.tolist(),
         )

@@ -12,10 +12,11 @@ from torch import nn
 
 from data_utils.task_def import TaskDef, TaskType
 from module.dropout_wrapper import DropoutWrapper
-from mt_dnn.tasks.base import Decoded, EncoderFeatures, HeadContext, TaskHandler
+from mt_dnn.tasks.registry import register_task_handler
+from mt_dnn.tasks.base import Decoded, DecodeOptions, EncoderFeatures, HeadContext, TaskHandler
 
 if TYPE_CHECKING:
-    from mt_dnn.batcher import Batch
+    from mt_dnn.batch import Batch
     from mt_dnn.loss import Criterion
 
 IGNORED_TAGS = ("X", "CLS", "SEP")
@@ -40,6 +41,7 @@ def ignored_label_ids(task_def: TaskDef) -> list[int]:
     return [labels.index(tag) for tag in IGNORED_TAGS if tag in labels]
 
 
+@register_task_handler
 class SequenceLabelingHandler(TaskHandler):
     """One label per word (its first sub-token), scored entity-wise by seqeval."""
 
@@ -67,7 +69,7 @@ class SequenceLabelingHandler(TaskHandler):
     def distill_targets_view(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         return logits[batch.attention_mask.bool()]
 
-    def decode(self, logits: torch.Tensor, batch: Batch) -> Decoded:
+    def decode(self, logits: torch.Tensor, batch: Batch, options: DecodeOptions = DecodeOptions()) -> Decoded:
         names = batch.task_def.labels or ()
         gold_ids = self._scored_labels(batch).tolist()
         pred_ids = logits.argmax(dim=-1).tolist()

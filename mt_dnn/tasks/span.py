@@ -12,10 +12,11 @@ from torch import nn
 
 from data_utils.task_def import TaskDef, TaskType
 from module.dropout_wrapper import DropoutWrapper
-from mt_dnn.tasks.base import Decoded, EncoderFeatures, HeadContext, TaskHandler
+from mt_dnn.tasks.registry import register_task_handler
+from mt_dnn.tasks.base import Decoded, DecodeOptions, EncoderFeatures, HeadContext, TaskHandler
 
 if TYPE_CHECKING:
-    from mt_dnn.batcher import Batch
+    from mt_dnn.batch import Batch
     from mt_dnn.loss import Criterion
 
 _MASKED = -1e4
@@ -55,12 +56,12 @@ def best_span(
     return best
 
 
+@register_task_handler
 class SpanHandler(TaskHandler):
     """SQuAD v1.1-style spans: every question has an answer."""
 
     task_type = TaskType.SpanClassification
     allows_no_answer = False
-    max_answer_len = 30
 
     def build_head(self, task_def: TaskDef, ctx: HeadContext) -> nn.Module:
         return SpanHead(ctx.hidden_size, ctx.dropout_p, ctx.vb_dropout)
@@ -75,14 +76,14 @@ class SpanHandler(TaskHandler):
     def distill_targets_view(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         return logits.transpose(1, 2).reshape(-1, logits.size(1))
 
-    def decode(self, logits: torch.Tensor, batch: Batch) -> Decoded:
+    def decode(self, logits: torch.Tensor, batch: Batch, options: DecodeOptions = DecodeOptions()) -> Decoded:
         samples = batch.samples or []
         predictions, scores, golds = [], [], []
         start_all = logits[..., 0].float().tolist()
         end_all = logits[..., 1].float().tolist()
         for sample, start, end in zip(samples, start_all, end_all):
             offsets = sample.get("offset_mapping") or []
-            score, first, last = best_span(start, end, offsets, self.max_answer_len)
+            score, first, last = best_span(start, end, offsets, options.max_answer_len)
             context = sample.get("context", "")
             text = context[offsets[first][0] : offsets[last][1]] if score > float("-inf") else ""
             null_index = int(sample.get("null_ans_index", 0))
@@ -114,6 +115,7 @@ class SpanHandler(TaskHandler):
         return Decoded(uids=uids, predictions=predictions, scores=scores, golds=[best[u][3] for u in uids])
 
 
+@register_task_handler
 class SpanYNHandler(SpanHandler):
     """SQuAD v2.0-style spans: a question may have no answer (the [CLS] position)."""
 
