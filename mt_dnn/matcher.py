@@ -174,9 +174,6 @@ class SANBertNetwork(nn.Module):
         if opts.update_bert_opt > 0:
             for param in self.bert.parameters():
                 param.requires_grad_(False)
-        self._embedding_override: torch.Tensor | None = None
-        self._last_embedding: torch.Tensor | None = None
-        self.bert.embeddings.register_forward_hook(self._embedding_hook)
 
     def _init_new_weights(self, init_ratio: float) -> None:
         # As upstream (BERT's initializer): new linear layers ~ N(0, 0.02·init_ratio), zero bias.
@@ -187,32 +184,36 @@ class SANBertNetwork(nn.Module):
                     if module.bias is not None:
                         nn.init.zeros_(module.bias)
 
-    def _embedding_hook(self, module: nn.Module, inputs: Any, output: torch.Tensor) -> torch.Tensor | None:
-        # SMART perturbs the embedding output and feeds it on without re-embedding.
-        if self._embedding_override is not None:
-            return self._embedding_override
-        self._last_embedding = output
-        return None
-
     def encode(
         self,
         input_ids: torch.Tensor,
         token_type_ids: torch.Tensor,
         attention_mask: torch.Tensor,
-        embedding_override: torch.Tensor | None = None,
+        embedding_output: torch.Tensor | None = None,
     ) -> EncoderFeatures:
-        """Run the shared encoder; ``embedding_override`` replaces the embedding output."""
+        """Run the shared encoder; ``embedding_output`` replaces what the embedding layer computes.
+
+        The features carry the embedding output the layers saw, so SMART receives it as a value.
+        """
         kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if getattr(self.bert.config, "type_vocab_size", 0) > 1:
             kwargs["token_type_ids"] = token_type_ids
-        self._embedding_override = embedding_override
+        seen: list[torch.Tensor] = []
+
+        def take_embedding(module: nn.Module, inputs: Any, output: torch.Tensor) -> torch.Tensor | None:
+            # One call's hook, removed below: it hands the layers the given embedding, or records
+            # the computed one. Works for any Hugging Face encoder with an ``embeddings`` module.
+            seen.append(output if embedding_output is None else embedding_output)
+            return embedding_output
+
+        handle = self.bert.embeddings.register_forward_hook(take_embedding)
         try:
             output = self.bert(**kwargs)
         finally:
-            self._embedding_override = None
+            handle.remove()
         sequence_output = output.last_hidden_state
         pooled = self.pooler(sequence_output) if self.pooler is not None else output.pooler_output
-        return EncoderFeatures(sequence_output, pooled, input_ids, token_type_ids, attention_mask)
+        return EncoderFeatures(sequence_output, pooled, input_ids, token_type_ids, attention_mask, seen[0])
 
     def forward(
         self,
@@ -220,11 +221,13 @@ class SANBertNetwork(nn.Module):
         token_type_ids: torch.Tensor,
         attention_mask: torch.Tensor,
         task_id: int,
-        embedding_override: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Logits of task ``task_id`` for one batch."""
-        features = self.encode(input_ids, token_type_ids, attention_mask, embedding_override)
-        return self.scoring_list[task_id](features)
+        embedding_output: torch.Tensor | None = None,
+        return_embedding: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Logits of task ``task_id`` for one batch; with ``return_embedding``, ``(logits, embedding output)``."""
+        features = self.encode(input_ids, token_type_ids, attention_mask, embedding_output)
+        logits = self.scoring_list[task_id](features)
+        return (logits, features.embedding_output) if return_embedding else logits
 
     def task_id(self, task_name: str) -> int:
         """The head index of a task (its position in ``task_defs``)."""
@@ -260,9 +263,3 @@ class SANBertNetwork(nn.Module):
                 f"{len(result.unexpected_keys)} unexpected keys {result.unexpected_keys[:1]}"
             )
         return fresh
-
-    def last_embedding_output(self) -> torch.Tensor:
-        """The embedding output of the latest clean forward pass (SMART's starting point)."""
-        if self._last_embedding is None:
-            raise RuntimeError("no forward pass has run yet")
-        return self._last_embedding

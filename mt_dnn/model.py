@@ -75,14 +75,16 @@ class MTDNNModel:
         task_id = self.task_ids[batch.task_def.name]
         handler = self.handlers[task_id]
         with self._autocast():
-            logits = self.network(batch.input_ids, batch.token_type_ids, batch.attention_mask, task_id)
+            logits, embedding = self.network(
+                batch.input_ids, batch.token_type_ids, batch.attention_mask, task_id, return_embedding=True
+            )
             loss = handler.compute_loss(self.criteria[task_id], logits, batch)
             if self.opts.mkd_opt > 0 and batch.soft_labels is not None:
                 student = handler.distill_targets_view(logits, batch)
                 loss = loss + self.kd_criteria[task_id].distill(student, batch.soft_labels)
             if self.smart is not None:
                 adv_term = self.smart.adversarial_loss(
-                    self.network, batch, task_id, logits, handler, self.adv_criteria[task_id]
+                    self.network, batch, task_id, logits, embedding, handler, self.adv_criteria[task_id]
                 )
                 if adv_term is not None:
                     loss = loss + adv_term

@@ -9,9 +9,9 @@ import logging
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 
-from mt_dnn.loss import Criterion, MseCriterion, stable_kl
+from data_utils.errors import MTDNNInputError
+from mt_dnn.loss import Criterion
 from mt_dnn.options import AdvOptions
 from mt_dnn.tasks import TaskHandler
 
@@ -37,17 +37,12 @@ def normalize_delta(delta: torch.Tensor, p_norm: str, per_sentence: bool, epsilo
 
 
 class SmartPerturbation:
-    """Builds the adversarial term of one batch from its clean logits."""
+    """Builds the adversarial term of one batch from its clean logits and embedding output."""
 
     def __init__(self, opts: AdvOptions):
         if opts.adv_p_norm not in NORMS:
-            raise ValueError(f"--adv_p_norm must be one of {NORMS}, got {opts.adv_p_norm!r}")
+            raise MTDNNInputError(f"--adv_p_norm must be one of {', '.join(NORMS)}, got {opts.adv_p_norm!r}")
         self.opts = opts
-
-    def _ascent_loss(self, adv_view: torch.Tensor, clean_view: torch.Tensor, regression: bool) -> torch.Tensor:
-        if regression:
-            return F.mse_loss(adv_view.reshape(-1).float(), clean_view.reshape(-1).float(), reduction="sum")
-        return stable_kl(adv_view, clean_view, reduce=False)
 
     def adversarial_loss(
         self,
@@ -55,26 +50,29 @@ class SmartPerturbation:
         batch: Batch,
         task_id: int,
         clean_logits: torch.Tensor,
+        embedding: torch.Tensor,
         handler: TaskHandler,
         adv_criterion: Criterion,
     ) -> torch.Tensor | None:
-        """``adv_alpha × adv_loss(clean, perturbed)``, or None when the ascent gradient is not finite."""
+        """``adv_alpha × adv_loss(clean, perturbed)``, or None when the ascent gradient is not finite.
+
+        ``embedding`` is the embedding output of the clean pass (``network(..., return_embedding=True)``);
+        the ascent objective is the task type's (``handler.adversarial_ascent_loss``).
+        """
         opts = self.opts
-        embedding = network.last_embedding_output()
         mask = batch.attention_mask.unsqueeze(-1).to(embedding.dtype)
-        regression = isinstance(adv_criterion, MseCriterion)
         clean_view = handler.distill_targets_view(clean_logits, batch).detach()
 
         def logits_with(delta: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
             return network(
-                batch.input_ids, batch.token_type_ids, batch.attention_mask, task_id, embedding_override=base + delta
+                batch.input_ids, batch.token_type_ids, batch.attention_mask, task_id, embedding_output=base + delta
             )
 
         delta = (torch.randn_like(embedding) * opts.adv_noise_var * mask).requires_grad_()
         for _ in range(opts.adv_k):
             # Only the perturbation needs a gradient in the ascent steps.
             adv_logits = logits_with(delta, embedding.detach())
-            ascent = self._ascent_loss(handler.distill_targets_view(adv_logits, batch), clean_view, regression)
+            ascent = handler.adversarial_ascent_loss(handler.distill_targets_view(adv_logits, batch), clean_view)
             (grad,) = torch.autograd.grad(ascent, delta)
             if not torch.isfinite(grad.norm()):
                 logger.warning("SMART: non-finite perturbation gradient on %s; adversarial term skipped", batch.dataset)
@@ -84,8 +82,7 @@ class SmartPerturbation:
             )
             delta = (delta * mask).detach().requires_grad_()
         adv_logits = logits_with(delta.detach(), embedding)
-        clean = handler.distill_targets_view(clean_logits, batch)
-        adv = handler.distill_targets_view(adv_logits, batch)
-        if regression:
-            clean, adv = clean.reshape(-1), adv.reshape(-1)
+        clean, adv = handler.adversarial_pair(
+            handler.distill_targets_view(clean_logits, batch), handler.distill_targets_view(adv_logits, batch)
+        )
         return opts.adv_alpha * adv_criterion(clean, adv, ignore_index=-1)

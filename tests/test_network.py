@@ -465,9 +465,9 @@ def test_smart_norms_all_run_and_differ(p_norm, norm_level, task_defs, make_batc
     network = build_network([cola], bert_dropout_p=0.0)
     model = make_model(network, [cola], adv=AdvOptions(adv_train=True, adv_p_norm=p_norm, adv_norm_level=norm_level, adv_k=2))
     batch = make_batch("cola", 4, task_def=cola)
-    logits = network(batch.input_ids, batch.token_type_ids, batch.attention_mask, 0)
+    logits, embedding = network(batch.input_ids, batch.token_type_ids, batch.attention_mask, 0, return_embedding=True)
     torch.manual_seed(3)
-    term = model.smart.adversarial_loss(network, batch, 0, logits, get_task_handler(cola.task_type), model.adv_criteria[0])
+    term = model.smart.adversarial_loss(network, batch, 0, logits, embedding, get_task_handler(cola.task_type), model.adv_criteria[0])
     assert term is not None and torch.isfinite(term) and term.item() > 0
     term.backward()
     assert network.bert.encoder.layer[0].output.dense.weight.grad.abs().sum() > 0
@@ -478,18 +478,18 @@ def test_smart_perturbation_sizes_follow_the_norm(task_defs, make_batch, build_n
     cola = no_dropout(task_defs["cola"])
     network = build_network([cola], bert_dropout_p=0.0)
     batch = make_batch("cola", 4, task_def=cola)
-    logits = network(batch.input_ids, batch.token_type_ids, batch.attention_mask, 0)
+    logits, embedding = network(batch.input_ids, batch.token_type_ids, batch.attention_mask, 0, return_embedding=True)
     terms = {}
     for p_norm in ("inf", "l1"):
         model = make_model(network, [cola], adv=AdvOptions(adv_train=True, adv_p_norm=p_norm))
         torch.manual_seed(3)
-        term = model.smart.adversarial_loss(network, batch, 0, logits, get_task_handler(cola.task_type), model.adv_criteria[0])
+        term = model.smart.adversarial_loss(network, batch, 0, logits, embedding, get_task_handler(cola.task_type), model.adv_criteria[0])
         terms[p_norm] = term.item()
     assert terms["l1"] > terms["inf"] > 0
 
 
 def test_smart_rejects_an_unknown_norm():
-    with pytest.raises(ValueError, match="adv_p_norm"):
+    with pytest.raises(MTDNNInputError, match="adv_p_norm"):
         SmartPerturbation(AdvOptions(adv_train=True, adv_p_norm="l3"))
 
 

@@ -56,6 +56,7 @@ class EncoderFeatures:
     input_ids: torch.Tensor
     token_type_ids: torch.Tensor
     attention_mask: torch.Tensor
+    embedding_output: torch.Tensor | None = None  # [N, L, H], what the encoder layers received
 
 
 @dataclass
