@@ -6,14 +6,23 @@ for the heads) so released MT-DNN checkpoints and ``strip_model.py`` keep workin
 from __future__ import annotations
 
 import logging
-import re
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 from transformers import AutoConfig, AutoModel, BertConfig, BertModel, PretrainedConfig, PreTrainedModel
+
+from mt_dnn.checkpoint import (  # noqa: F401  (BERT_CONFIG_KEYS, is_/load_mtdnn_checkpoint: importable here as before)
+    BERT_CONFIG_KEYS,
+    ENCODER_PREFIX,
+    check_state_keys,
+    encoder_config_from_checkpoint,
+    encoder_state,
+    in_cut_layers,
+    is_mtdnn_checkpoint,
+    load_mtdnn_checkpoint,
+)
 
 from data_utils.errors import MTDNNInputError
 from data_utils.task_def import TaskDef
@@ -23,24 +32,6 @@ from mt_dnn.tasks import EncoderFeatures, HeadContext, get_task_handler
 
 logger = logging.getLogger(__name__)
 
-# The BERT config keys of released MT-DNN checkpoints (SPEC §8, strip_model.py).
-BERT_CONFIG_KEYS = (
-    "vocab_size",
-    "hidden_size",
-    "num_hidden_layers",
-    "num_attention_heads",
-    "hidden_act",
-    "intermediate_size",
-    "hidden_dropout_prob",
-    "attention_probs_dropout_prob",
-    "max_position_embeddings",
-    "type_vocab_size",
-    "initializer_range",
-)
-ENCODER_PREFIX = "bert."
-_LAYER_INDEX = re.compile(r"(?:^|\.)layers?\.(\d+)\.")
-
-
 def _apply_encoder_options(config: PretrainedConfig, opts: ModelOptions) -> PretrainedConfig:
     """``--bert_dropout_p`` and ``--num_hidden_layers`` applied to an encoder config."""
     for key in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
@@ -49,60 +40,6 @@ def _apply_encoder_options(config: PretrainedConfig, opts: ModelOptions) -> Pret
     if opts.num_hidden_layers > 0:
         config.num_hidden_layers = min(opts.num_hidden_layers, config.num_hidden_layers)
     return config
-
-
-def is_mtdnn_checkpoint(path: str) -> bool:
-    """True for a ``.pt`` file in MT-DNN's ``{"state", "config"}`` layout."""
-    return path.endswith(".pt") and Path(path).is_file()
-
-
-def load_mtdnn_checkpoint(path: str) -> dict[str, Any]:
-    """Load an MT-DNN ``.pt`` file without pickle; a clear error when it is not one."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for a bad file
-        raise MTDNNInputError(f"cannot read checkpoint: {str(err).splitlines()[0]}", path) from None
-    if not isinstance(checkpoint, dict) or "state" not in checkpoint:
-        raise MTDNNInputError("not an MT-DNN checkpoint (expected a dict with a 'state' key)", path)
-    return checkpoint
-
-
-def encoder_config_from_checkpoint(checkpoint: dict[str, Any]) -> PretrainedConfig:
-    """The encoder config a checkpoint records: ours (``encoder_config``) or a released BERT one."""
-    config = checkpoint.get("config") or {}
-    if "encoder_config" in config:
-        encoder_config = dict(config["encoder_config"])
-        return AutoConfig.for_model(encoder_config.pop("model_type"), **encoder_config)
-    return BertConfig(**{key: config[key] for key in BERT_CONFIG_KEYS if key in config})
-
-
-def _normalize_state_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """A checkpoint's weights with old ``LayerNorm.gamma``/``beta`` names mapped and position-id buffers dropped."""
-    normalized = {}
-    for key, value in state.items():
-        if key.endswith("position_ids"):
-            continue  # a buffer, not a weight; older checkpoints carry it, newer do not
-        if key.endswith("LayerNorm.gamma"):
-            key = key[: -len("gamma")] + "weight"
-        elif key.endswith("LayerNorm.beta"):
-            key = key[: -len("beta")] + "bias"
-        normalized[key] = value
-    return normalized
-
-
-def _encoder_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Encoder weights of a checkpoint, ``bert.`` prefix removed."""
-    return {
-        key[len(ENCODER_PREFIX) :]: value
-        for key, value in _normalize_state_keys(state).items()
-        if key.startswith(ENCODER_PREFIX)
-    }
-
-
-def _in_cut_layers(key: str, kept: int, depth: int) -> bool:
-    """True for a weight of layers ``kept .. depth - 1``, the ones ``--num_hidden_layers`` cut away."""
-    match = _LAYER_INDEX.search(key)
-    return match is not None and kept <= int(match.group(1)) < depth
 
 
 def load_encoder(opts: ModelOptions) -> PreTrainedModel:
@@ -115,18 +52,12 @@ def load_encoder(opts: ModelOptions) -> PreTrainedModel:
         config = _apply_encoder_options(config, opts)
         config._attn_implementation = "sdpa"
         encoder = AutoModel.from_config(config) if not isinstance(config, BertConfig) else BertModel(config)
-        state = _encoder_state(checkpoint["state"])
+        state = encoder_state(checkpoint["state"])
         expected = {k for k in encoder.state_dict() if not k.endswith("position_ids")}
         missing = sorted(expected - set(state))
         # Layers cut by --num_hidden_layers are dropped on purpose, not unexpected.
-        unexpected = sorted(k for k in set(state) - expected if not _in_cut_layers(k, config.num_hidden_layers, depth))
-        if missing or unexpected:
-            problems = ([f"missing encoder key {missing[0]!r}"] if missing else []) + (
-                [f"unexpected encoder key {unexpected[0]!r}"] if unexpected else []
-            )
-            raise MTDNNInputError(
-                f"{'; '.join(problems)} ({len(missing)} missing, {len(unexpected)} unexpected)", source
-            )
+        unexpected = sorted(k for k in set(state) - expected if not in_cut_layers(k, config.num_hidden_layers, depth))
+        check_state_keys(missing, unexpected, source, what="encoder key")
         encoder.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False)
         return encoder
     try:
@@ -257,9 +188,5 @@ class SANBertNetwork(nn.Module):
             )
         result = self.load_state_dict(selected, strict=False)
         missing = [key for key in result.missing_keys if not key.startswith(own)]
-        if missing or result.unexpected_keys:
-            raise MTDNNInputError(
-                f"checkpoint does not fit the network: {len(missing)} missing keys {missing[:1]}, "
-                f"{len(result.unexpected_keys)} unexpected keys {result.unexpected_keys[:1]}"
-            )
+        check_state_keys(missing, result.unexpected_keys, None, prefix="checkpoint does not fit the network")
         return fresh

@@ -13,7 +13,6 @@ from mt_dnn.tasks.sentence_head import build_sentence_head
 
 if TYPE_CHECKING:
     from mt_dnn.batch import Batch
-    from mt_dnn.loss import Criterion
 
 
 @register_task_handler
