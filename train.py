@@ -37,7 +37,7 @@ from mt_dnn.batcher import Collater, MultiTaskDataset, TaskDataset, apply_word_d
 from mt_dnn.inference import EvalSettings, encode_dataset, evaluate, format_metrics, write_eval_outputs
 from mt_dnn.checkpoint import is_mtdnn_checkpoint, load_mtdnn_checkpoint, save_training_checkpoint, set_rng_state
 from mt_dnn.matcher import SANBertNetwork, load_encoder
-from mt_dnn.model import MTDNNModel, total_updates
+from mt_dnn.model import MTDNNModel
 from mt_dnn.options import DataOptions, options_to_dict
 from mt_dnn.sampler import MultiTaskBatchSampler
 from mt_dnn.train_args import RunOptions, build_parser, options_from_args  # noqa: F401  (tests import them from here)
@@ -162,8 +162,7 @@ def main(argv: list[str] | None = None) -> None:
         generator=torch.Generator().manual_seed(train_opts.seed),
     )
     # Model: optimizer and schedule over the real number of updates.
-    updates_total = total_updates(len(sampler), train_opts.epochs, train_opts.grad_accumulation_step)
-    model = MTDNNModel(network, task_defs, train_opts, adv_opts, updates_total, device)
+    model = MTDNNModel.for_run(network, task_defs, train_opts, adv_opts, len(sampler), device)
     config = {
         "run": options_to_dict(run),
         "data": options_to_dict(data),
@@ -185,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
         "%d trainable parameters; %d batches per epoch, %d updates in all",
         sum(p.numel() for p in network.parameters() if p.requires_grad),
         len(sampler),
-        updates_total,
+        model.total_updates,
     )
 
     tensorboard = open_tensorboard(run, output_dir)
@@ -231,7 +230,7 @@ def main(argv: list[str] | None = None) -> None:
             examples += batch.batch_size
             if loss is not None:
                 running_loss = loss if running_loss is None else 0.99 * running_loss + 0.01 * loss
-            if model.updates % run.log_per_updates == 0 and model.micro_steps == 0:
+            if model.stepped and model.updates % run.log_per_updates == 0:
                 rate = examples / max(time.time() - started, 1e-9)
                 eta = (len(sampler) - position) * (time.time() - started) / max(position - start_position, 1)
                 logger.info(
@@ -241,7 +240,7 @@ def main(argv: list[str] | None = None) -> None:
                 if tensorboard is not None and running_loss is not None:
                     tensorboard.add_scalar("train/loss", running_loss, model.updates)
                     tensorboard.add_scalar("train/lr", model.learning_rate, model.updates)
-            if run.save_per_updates_on and model.micro_steps == 0 and model.updates % run.save_per_updates == 0:
+            if run.save_per_updates_on and model.stepped and model.updates % run.save_per_updates == 0:
                 evaluate_all(None, model.updates)
                 save_training_checkpoint(
                     output_dir / f"model_{epoch}_{model.updates}.pt", model.training_state(), config, epoch,

@@ -105,9 +105,11 @@ SUPPORTED_TASK_TYPES: set[TaskType] = {
 }
 
 
-def mark_task_type_supported(task_type: TaskType) -> None:
-    """Let YAML files use ``task_type`` (called by the task-handler registry)."""
+def mark_task_type_supported(task_type: TaskType, default_loss: LossCriterion | None = None) -> None:
+    """Let YAML files use ``task_type`` (called by the task-handler registry), with its default ``loss``."""
     SUPPORTED_TASK_TYPES.add(TaskType(task_type))
+    if default_loss is not None:
+        DEFAULT_LOSS[TaskType(task_type)] = LossCriterion(default_loss)
 
 
 SUPPORTED_DATA_FORMATS = frozenset(
@@ -336,7 +338,9 @@ def _build_task(name: str, body: _Located, path: Path, task_line: int) -> TaskDe
             fail(f"loss {loss.name} is not supported here", key)
         return loss
 
-    loss = loss_of("loss", DEFAULT_LOSS[task_type])
+    if "loss" not in values and task_type not in DEFAULT_LOSS:
+        fail(f"task type {task_type.name} has no default loss: set 'loss'")
+    loss = loss_of("loss", DEFAULT_LOSS.get(task_type, LossCriterion.CeCriterion))
     kd_default = LossCriterion.MseCriterion
     adv_default = LossCriterion.MseCriterion if task_type == TaskType.Regression else LossCriterion.SymKlCriterion
     kd_loss = loss_of("kd_loss", kd_default)

@@ -50,12 +50,29 @@ class MTDNNModel:
         self.adv_criteria = [build_criterion(task_def.adv_loss, task_def.name) for task_def in task_defs]
         self.smart = SmartPerturbation(adv_opts) if adv_opts.adv_train else None
         self.optimizer = build_optimizer(self.network, train_opts)
+        self.total_updates = total_updates  # the learning-rate schedule's length, in optimizer updates
         self.scheduler = build_scheduler(self.optimizer, train_opts, total_updates)
         self.scaler = torch.amp.GradScaler(device.type, enabled=train_opts.fp16)
         self.amp_dtype = autocast_dtype(train_opts)
         self.updates = 0
         self.micro_steps = 0
         self.bad_steps = 0
+        # Whether the latest ``update`` call stepped the optimizer (the loop logs and saves on those).
+        self.stepped = False
+
+    @classmethod
+    def for_run(
+        cls,
+        network: SANBertNetwork,
+        task_defs: list[TaskDef],
+        train_opts: TrainOptions,
+        adv_opts: AdvOptions,
+        batches_per_epoch: int,
+        device: torch.device,
+    ) -> MTDNNModel:
+        """A model whose schedule spans the run's real number of updates (``total_updates``)."""
+        updates = total_updates(batches_per_epoch, train_opts.epochs, train_opts.grad_accumulation_step)
+        return cls(network, task_defs, train_opts, adv_opts, updates, device)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.amp_dtype is None:
@@ -68,8 +85,10 @@ class MTDNNModel:
     def update(self, batch: Batch) -> float | None:
         """Forward/backward one micro-batch; step the optimizer every ``grad_accumulation_step``.
 
-        Returns the loss, or None when it was not finite and the update was skipped.
+        Returns the loss, or None when it was not finite and the update was skipped;
+        ``self.stepped`` says whether the optimizer stepped.
         """
+        self.stepped = False
         self.network.train()
         batch = batch.to(self.device)
         task_id = self.task_ids[batch.task_def.name]
@@ -127,6 +146,7 @@ class MTDNNModel:
         self.scheduler.step()
         self.updates += 1
         self.micro_steps = 0
+        self.stepped = True
 
     def predict(self, batch: Batch) -> torch.Tensor:
         """Logits of one evaluation batch (network in eval mode, the run's precision)."""

@@ -16,7 +16,7 @@ def register_task_handler(cls: type[TaskHandler]) -> type[TaskHandler]:
         raise ValueError(f"task type {task_type.name} already has the handler {type(TASK_HANDLERS[task_type]).__name__}")
     TASK_HANDLERS[task_type] = cls()
     # The YAML loader accepts a task type once something can train it.
-    mark_task_type_supported(task_type)
+    mark_task_type_supported(task_type, cls.default_loss)
     return cls
 
 
