@@ -13,7 +13,10 @@ from torch import nn
 from torch.nn.utils import parametrize
 from transformers import AutoConfig, AutoModel, BertConfig, BertModel, PretrainedConfig, PreTrainedModel
 
-from mt_dnn.checkpoint import (  # noqa: F401  (BERT_CONFIG_KEYS, is_/load_mtdnn_checkpoint: importable here as before)
+from data_utils.errors import MTDNNInputError
+from data_utils.task_def import TaskDef
+from module.pooler import Pooler
+from mt_dnn.checkpoint import (  # noqa: F401  (BERT_CONFIG_KEYS stays importable from here)
     BERT_CONFIG_KEYS,
     ENCODER_PREFIX,
     check_state_keys,
@@ -23,10 +26,6 @@ from mt_dnn.checkpoint import (  # noqa: F401  (BERT_CONFIG_KEYS, is_/load_mtdnn
     is_mtdnn_checkpoint,
     load_mtdnn_checkpoint,
 )
-
-from data_utils.errors import MTDNNInputError
-from data_utils.task_def import TaskDef
-from module.pooler import Pooler
 from mt_dnn.options import ModelOptions
 from mt_dnn.tasks import EncoderFeatures, HeadContext, get_task_handler
 
