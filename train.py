@@ -34,13 +34,13 @@ from data_utils.file_io import atomic_write
 from data_utils.log_utils import setup_logging
 from data_utils.task_def import TaskDef, get_task_def, load_task_defs, task_def_to_dict
 from mt_dnn.batcher import Collater, MultiTaskDataset, TaskDataset, apply_word_dropout, build_eval_loader
-from mt_dnn.inference import EvalSettings, encode_dataset, evaluate, format_metrics, write_eval_outputs
 from mt_dnn.checkpoint import is_mtdnn_checkpoint, load_mtdnn_checkpoint, save_training_checkpoint, set_rng_state
+from mt_dnn.inference import EvalSettings, encode_dataset, evaluate, format_metrics, write_eval_outputs
 from mt_dnn.matcher import SANBertNetwork, load_encoder
 from mt_dnn.model import MTDNNModel
 from mt_dnn.options import DataOptions, options_to_dict
 from mt_dnn.sampler import MultiTaskBatchSampler
-from mt_dnn.train_args import RunOptions, build_parser, options_from_args  # noqa: F401  (tests import them from here)
+from mt_dnn.train_args import RunOptions, build_parser, options_from_args  # noqa: F401  (build_parser, options_from_args: tests import them from here)
 
 logger = logging.getLogger("mt_dnn")
 

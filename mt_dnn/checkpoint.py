@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
 import torch
 from transformers import AutoConfig, AutoModel, BertConfig, PretrainedConfig
 
@@ -50,7 +49,6 @@ BERT_CONFIG_KEYS = (
 )
 ENCODER_PREFIX = "bert."
 LAYER_INDEX = re.compile(r"(?:^|\.)layers?\.(\d+)\.")
-
 
 
 def is_mtdnn_checkpoint(path: str) -> bool:
@@ -105,7 +103,6 @@ def in_cut_layers(key: str, kept: int, depth: int) -> bool:
     """True for a weight of layers ``kept .. depth - 1``, the ones ``--num_hidden_layers`` cut away."""
     match = LAYER_INDEX.search(key)
     return match is not None and kept <= int(match.group(1)) < depth
-
 
 
 def check_state_keys(

@@ -4,7 +4,6 @@ Nothing here needs an optimizer: ``predict.py`` and ``train.py`` pass the networ
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from data_utils.score_files import glue_submission_name, score_file_name, write_
 from data_utils.task_def import TaskDef
 from mt_dnn.batch import Batch
 from mt_dnn.batcher import restore_order
-from mt_dnn.options import ModelOptions, TrainOptions, autocast_dtype
+from mt_dnn.options import ModelOptions, TrainOptions, autocast_context, autocast_dtype
 from mt_dnn.tasks import Decoded, DecodeOptions, get_task_handler
 
 if TYPE_CHECKING:
@@ -53,12 +52,7 @@ def predict_logits(network: SANBertNetwork, batch: Batch, task_id: int, settings
     """Float32 logits of one batch, network in eval mode."""
     network.eval()
     batch = batch.to(settings.device)
-    autocast = (
-        torch.autocast(device_type=settings.device.type, dtype=settings.amp_dtype)
-        if settings.amp_dtype is not None
-        else contextlib.nullcontext()
-    )
-    with autocast:
+    with autocast_context(settings.device, settings.amp_dtype):
         logits = network(batch.input_ids, batch.token_type_ids, batch.attention_mask, task_id)
     return logits.float()
 

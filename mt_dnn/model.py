@@ -2,7 +2,6 @@
 clipping, optimizer and schedule), prediction, and checkpoint state (SPEC §6–§7)."""
 from __future__ import annotations
 
-import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +12,7 @@ from data_utils.task_def import TaskDef
 from mt_dnn.inference import EvalSettings, predict_logits
 from mt_dnn.loss import build_criterion
 from mt_dnn.optim import build_optimizer, build_scheduler
-from mt_dnn.options import AdvOptions, TrainOptions, autocast_dtype
+from mt_dnn.options import AdvOptions, TrainOptions, autocast_context, autocast_dtype
 from mt_dnn.perturbation import SmartPerturbation
 from mt_dnn.tasks import get_task_handler
 
@@ -74,11 +73,6 @@ class MTDNNModel:
         updates = total_updates(batches_per_epoch, train_opts.epochs, train_opts.grad_accumulation_step)
         return cls(network, task_defs, train_opts, adv_opts, updates, device)
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
-
     def _trainable(self) -> list[nn.Parameter]:
         return [p for p in self.network.parameters() if p.requires_grad]
 
@@ -93,7 +87,7 @@ class MTDNNModel:
         batch = batch.to(self.device)
         task_id = self.task_ids[batch.task_def.name]
         handler = self.handlers[task_id]
-        with self._autocast():
+        with autocast_context(self.device, self.amp_dtype):
             logits, embedding = self.network(
                 batch.input_ids, batch.token_type_ids, batch.attention_mask, task_id, return_embedding=True
             )

@@ -5,6 +5,7 @@ down explicitly; nothing reads a global options dict.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
@@ -95,6 +96,13 @@ class AdvOptions:
 def autocast_dtype(opts: TrainOptions) -> torch.dtype | None:
     """The autocast dtype of ``--fp16``/``--bf16``, or None for float32."""
     return torch.float16 if opts.fp16 else torch.bfloat16 if opts.bf16 else None
+
+
+def autocast_context(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` to ``dtype`` on ``device``, or a no-op for float32 (``dtype`` None)."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def options_to_dict(options: Any) -> dict[str, Any]:
