@@ -23,9 +23,7 @@ from data_utils.file_io import iter_lines
 from data_utils.log_utils import setup_logging
 from data_utils.metrics import calc_metrics
 from data_utils.score_files import read_score_file, scores_by_uid
-from data_utils.task_def import TaskDef, TaskType, get_task_def, load_task_defs
-
-SUPPORTED_TASK_TYPES = (TaskType.Classification, TaskType.Regression)
+from data_utils.task_def import TaskDef, get_task_def, load_task_defs
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -70,7 +68,7 @@ def _matched_scores(golds: dict[str, Any], scores: dict[str, list[float]], std_i
 
 def evaluate(task_def: TaskDef, std_input: str, score_path: str) -> dict[str, Any]:
     """Metrics of ``task_def.metric_meta`` for a score file against a canonical TSV's gold labels."""
-    if task_def.task_type not in SUPPORTED_TASK_TYPES:
+    if not task_def.spec.scored_per_row:
         raise MTDNNInputError(
             f"task {task_def.name}: calc_metrics supports classification and regression tasks, "
             f"not {task_def.task_type.name}"
@@ -78,7 +76,7 @@ def evaluate(task_def: TaskDef, std_input: str, score_path: str) -> dict[str, An
     golds = read_gold_labels(std_input, task_def)
     per_uid = scores_by_uid(read_score_file(score_path), task_def.n_class, score_path)
     rows = np.asarray(_matched_scores(golds, per_uid, std_input, score_path))
-    if task_def.task_type == TaskType.Regression:
+    if task_def.spec.real_valued:
         predictions = rows[:, 0].tolist()
         label_names = None
     else:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -29,6 +29,7 @@ from data_utils.errors import MTDNNInputError, run_cli
 from data_utils.file_io import atomic_write, iter_lines
 from data_utils.log_utils import setup_logging
 from data_utils.task_def import EncoderModelType
+from mt_dnn.encode import extract
 from mt_dnn.matcher import is_mtdnn_checkpoint, load_encoder
 from mt_dnn.options import ModelOptions
 
@@ -135,37 +136,6 @@ def tokenize(tokenizer: Any, examples: Sequence[tuple[str, str | None]], max_len
             len(truncated), max_len, truncated[0] + 1,
         )
     return features
-
-
-@torch.no_grad()
-def extract(
-    encoder: torch.nn.Module,
-    tokenizer: Any,
-    features: Sequence[dict[str, list[int]]],
-    layers: Sequence[int],
-    batch_size: int,
-    device: torch.device,
-) -> Iterator[dict[str, Any]]:
-    """One output object per example, in input order, from batches padded to their longest row."""
-    encoder.eval()
-    use_type_ids = getattr(encoder.config, "type_vocab_size", 0) > 1
-    for start in range(0, len(features), batch_size):
-        chunk = features[start : start + batch_size]
-        batch = tokenizer.pad(list(chunk), padding=True, return_tensors="pt")
-        inputs = {"input_ids": batch["input_ids"].to(device), "attention_mask": batch["attention_mask"].to(device)}
-        if use_type_ids and "token_type_ids" in batch:
-            inputs["token_type_ids"] = batch["token_type_ids"].to(device)
-        hidden_states = encoder(**inputs, output_hidden_states=True).hidden_states
-        selected = [hidden_states[layer].float().cpu() for layer in layers]
-        for row, feature in enumerate(chunk):
-            n = len(feature["input_ids"])
-            output: dict[str, Any] = {
-                "uid": str(start + row),
-                "tokens": tokenizer.convert_ids_to_tokens(feature["input_ids"]),
-            }
-            for layer, states in zip(layers, selected):
-                output[str(layer)] = states[row, :n].tolist()
-            yield output
 
 
 def main(argv: list[str] | None = None) -> None:

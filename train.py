@@ -35,11 +35,12 @@ from data_utils.log_utils import setup_logging
 from data_utils.task_def import TaskDef, get_task_def, load_task_defs, task_def_to_dict
 from mt_dnn.batcher import Collater, MultiTaskDataset, TaskDataset, apply_word_dropout, build_eval_loader
 from mt_dnn.checkpoint import is_mtdnn_checkpoint, load_mtdnn_checkpoint, save_training_checkpoint, set_rng_state
-from mt_dnn.inference import EvalSettings, encode_dataset, evaluate, format_metrics, write_eval_outputs
+from mt_dnn.encode import write_encodings
+from mt_dnn.inference import EvalSettings, evaluate, format_metrics, write_eval_outputs
 from mt_dnn.matcher import SANBertNetwork, load_encoder
 from mt_dnn.model import MTDNNModel
 from mt_dnn.options import DataOptions, options_to_dict
-from mt_dnn.sampler import MultiTaskBatchSampler
+from mt_dnn.sampler import MultiTaskBatchSampler, SamplerOptions
 from mt_dnn.train_args import RunOptions, build_parser, options_from_args  # noqa: F401  (build_parser, options_from_args: tests import them from here)
 
 logger = logging.getLogger("mt_dnn")
@@ -124,15 +125,8 @@ def main(argv: list[str] | None = None) -> None:
         fresh = network.load_weights(source["state"], source_tasks)
         if fresh:
             logger.info("heads not in %s start fresh: %s", model_opts.init_checkpoint, ", ".join(fresh))
-    if run.encode_mode:
-        network.to(device)
-        for name, files in test_files.items():
-            # As upstream: the test split's encodings (the dev split's when there is no test file).
-            split = "test" if "test" in dict(files) else "dev"
-            loader = build_eval_loader(eval_sets[(name, split)], data.batch_size_eval, eval_collater)
-            with atomic_write(output_dir / f"{name}_encoding.pt", "wb") as handle:
-                torch.save(encode_dataset(network, loader, device), handle)
-            logger.info("wrote %s", output_dir / f"{name}_encoding.pt")
+    if run.encode_mode:  # each test dataset's test split (else dev) → {name}_encoding.pt, then stop
+        write_encodings(network.to(device), eval_sets, output_dir, data.batch_size_eval, eval_collater, device)
         return
 
     # Data: per-task datasets, the multi-task sampler (paper's Algorithm 1), the collater.
@@ -140,19 +134,7 @@ def main(argv: list[str] | None = None) -> None:
         TaskDataset(path, get_task_def(task_defs_all, name, data.task_def), name, data.max_seq_len, is_train=True)
         for name, path in train_files.items()
     ]
-    sampler = MultiTaskBatchSampler(
-        train_sets,
-        data.batch_size,
-        mix_opt=data.mix_opt,
-        ratio=data.ratio,
-        sampling=data.sampling,
-        temperature=data.sampling_temperature,
-        seed=train_opts.seed,
-        bin_on=data.bin_on,
-        bin_size=data.bin_size,
-        bin_grow_ratio=data.bin_grow_ratio,
-        data_sort_on=data.data_sort_on,
-    )
+    sampler = MultiTaskBatchSampler(train_sets, data.batch_size, options=SamplerOptions.of_run(data, train_opts.seed))
     collater = Collater(tokenizer.pad_token_id or 0, data.max_seq_len, data.do_padding)
     train_loader = torch.utils.data.DataLoader(
         MultiTaskDataset(train_sets),

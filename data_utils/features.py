@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from data_utils.canonical import CanonicalRow, encode_row_label, read_canonical
+from data_utils.canonical import CanonicalRow, read_canonical
 from data_utils.errors import MTDNNInputError
 from data_utils.file_io import atomic_write
-from data_utils.task_def import DATASET_ALIASES, DataFormat, TaskDef, task_name_of
+from data_utils.formats import get_data_format
+from data_utils.task_def import DATASET_ALIASES, TaskDef, task_name_of
 
 logger = logging.getLogger("mt_dnn")
 
@@ -157,90 +158,13 @@ class FeatureEncoder:
     # --- features -----------------------------------------------------------------------
 
     def check_task(self, task_def: TaskDef) -> None:
-        """Fail early when a task cannot be encoded with these options (sequence labelling needs X/CLS/SEP)."""
-        if task_def.data_format != DataFormat.Seqence:
-            return
-        if self.options.do_padding:
-            raise MTDNNInputError(
-                f"task {task_def.name}: --do_padding does not apply to sequence labelling (tags have no pad id; "
-                "the batcher pads them); run without it"
-            )
-        missing = [tag for tag in ("X", "CLS", "SEP") if tag not in task_def.label_index]
-        if missing:
-            raise MTDNNInputError(f"task {task_def.name}: sequence labelling needs the labels {missing} in its YAML")
-        if self.tokenizer.cls_token_id is None or self.tokenizer.sep_token_id is None:
-            raise MTDNNInputError(f"task {task_def.name}: sequence labelling needs a tokenizer with CLS and SEP tokens")
+        """Fail early when a task's data format cannot be encoded with these options."""
+        get_data_format(task_def.data_format).check_encodable(self, task_def)
 
     def encode_rows(self, rows: list[CanonicalRow], task_def: TaskDef) -> str:
         """The JSON lines (``json.dumps`` defaults, ``\\n``-terminated) of a chunk of rows, in order."""
-        if task_def.data_format == DataFormat.Seqence:
-            features = self._sequence_features(rows, task_def)
-        elif task_def.data_format == DataFormat.PremiseAndMultiHypothesis:
-            features = self._multi_hypothesis_features(rows, task_def)
-        else:
-            features = self._pair_features(rows, task_def)
+        features = get_data_format(task_def.data_format).features(self, rows, task_def)
         return "".join(json.dumps(feature) + "\n" for feature in features)
-
-    def _pair_features(self, rows: list[CanonicalRow], task_def: TaskDef) -> Iterator[dict[str, Any]]:
-        seconds = [row.texts[1] for row in rows] if task_def.data_format == DataFormat.PremiseAndOneHypothesis else None
-        ids, types, masks = self.encode_texts([row.texts[0] for row in rows], seconds)
-        for row, token_id, type_id, mask in zip(rows, ids, types, masks):
-            feature = {
-                "uid": row.uid,
-                "label": encode_row_label(row, task_def),
-                "token_id": token_id,
-                "type_id": type_id,
-                "attention_mask": mask,
-            }
-            yield _with_softlabel(feature, row)
-
-    def _multi_hypothesis_features(self, rows: list[CanonicalRow], task_def: TaskDef) -> Iterator[dict[str, Any]]:
-        firsts = [row.texts[0] for row in rows for _ in row.texts[1:]]
-        seconds = [hypothesis for row in rows for hypothesis in row.texts[1:]]
-        ids, types, masks = self.encode_texts(firsts, seconds)
-        start = 0
-        for row in rows:
-            end = start + len(row.texts) - 1
-            olabel = encode_row_label(row, task_def)
-            feature = {
-                "uid": row.uid,
-                "label": olabel.index(max(olabel)),
-                "token_id": ids[start:end],
-                "type_id": types[start:end],
-                "ruid": row.ruid,
-                "olabel": olabel,
-                "attention_mask": masks[start:end],
-            }
-            start = end
-            yield _with_softlabel(feature, row)
-
-    def _sequence_features(self, rows: list[CanonicalRow], task_def: TaskDef) -> Iterator[dict[str, Any]]:
-        tok = self.tokenizer
-        x_tag, cls_tag, sep_tag = (task_def.label_index[tag] for tag in ("X", "CLS", "SEP"))
-        budget = self.options.max_seq_len - 2
-        pieces = self.word_pieces([word for row in rows for word in row.texts])
-        start = 0
-        for row in rows:
-            word_pieces = pieces[start : start + len(row.texts)]
-            start += len(row.texts)
-            token_id: list[int] = []
-            label: list[int] = []
-            for word_ids, tag in zip(word_pieces, encode_row_label(row, task_def)):
-                # A word with no sub-tokens (e.g. a lone control character) goes with its tag.
-                if word_ids:
-                    token_id.extend(word_ids)
-                    label.append(tag)
-                    label.extend([x_tag] * (len(word_ids) - 1))
-            token_id = [tok.cls_token_id] + token_id[:budget] + [tok.sep_token_id]
-            label = [cls_tag] + label[:budget] + [sep_tag]
-            feature = {"uid": row.uid, "label": label, "token_id": token_id, "type_id": [0] * len(token_id)}
-            yield _with_softlabel(feature, row)
-
-
-def _with_softlabel(feature: dict[str, Any], row: CanonicalRow) -> dict[str, Any]:
-    if row.softlabel is not None:
-        feature["softlabel"] = row.softlabel
-    return feature
 
 
 # --- worker processes ---------------------------------------------------------------------

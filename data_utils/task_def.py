@@ -93,34 +93,60 @@ class LossCriterion(IntEnum):
     HLCriterion = 11
 
 
-# The task types mt_dnn/tasks/ implements; registering a handler for another one adds it
+@dataclass(frozen=True)
+class TaskTypeSpec:
+    """What the data side knows of a task type: its label space and its loss defaults.
+
+    The training side (head, loss wiring, decoding, metric inputs) is the type's handler in
+    ``mt_dnn/tasks/``; preprocessing tools load YAML files without importing it.
+    """
+
+    # The loss when a task's YAML sets none (None: the YAML must set ``loss``).
+    default_loss: LossCriterion | None = None
+    default_adv_loss: LossCriterion = LossCriterion.SymKlCriterion
+    # Labels are real-valued scores, not class ids (no ``labels`` list allowed).
+    real_valued: bool = False
+    # The head has one output, so ``n_class`` must be 1 whatever ``labels`` lists.
+    single_output: bool = False
+    # Integer labels lie below this instead of below ``n_class`` (ranking: 0/1 relevance per candidate).
+    label_id_bound: int | None = None
+    # A soft label lists one probability per class.
+    soft_label_per_class: bool = False
+    # A row has one gold label and a score file n_class scores per uid (what calc_metrics.py reads).
+    scored_per_row: bool = False
+
+
+# The task types mt_dnn/tasks/ implements; a handler registered for another one adds its spec
 # (preprocessing tools load YAML files without importing the training code).
-SUPPORTED_TASK_TYPES: set[TaskType] = {
-    TaskType.Classification,
-    TaskType.Regression,
-    TaskType.Ranking,
-    TaskType.SpanClassification,
-    TaskType.SpanClassificationYN,
-    TaskType.SeqenceLabeling,
+TASK_TYPE_SPECS: dict[TaskType, TaskTypeSpec] = {
+    TaskType.Classification: TaskTypeSpec(LossCriterion.CeCriterion, soft_label_per_class=True, scored_per_row=True),
+    TaskType.Regression: TaskTypeSpec(
+        LossCriterion.MseCriterion,
+        default_adv_loss=LossCriterion.MseCriterion,
+        real_valued=True,
+        single_output=True,
+        scored_per_row=True,
+    ),
+    TaskType.Ranking: TaskTypeSpec(LossCriterion.RankCeCriterion, single_output=True, label_id_bound=2),
+    TaskType.SpanClassification: TaskTypeSpec(LossCriterion.SpanCeCriterion),
+    TaskType.SpanClassificationYN: TaskTypeSpec(LossCriterion.SpanCeCriterion),
+    TaskType.SeqenceLabeling: TaskTypeSpec(LossCriterion.SeqCeCriterion),
 }
 
 
-def mark_task_type_supported(task_type: TaskType, default_loss: LossCriterion | None = None) -> None:
-    """Let YAML files use ``task_type`` (called by the task-handler registry), with its default ``loss``."""
-    SUPPORTED_TASK_TYPES.add(TaskType(task_type))
-    if default_loss is not None:
-        DEFAULT_LOSS[TaskType(task_type)] = LossCriterion(default_loss)
+def register_task_type(task_type: TaskType, spec: TaskTypeSpec) -> None:
+    """Let YAML files use ``task_type``, whose labels and defaults ``spec`` describes (called by the handler registry)."""
+    TASK_TYPE_SPECS[TaskType(task_type)] = spec
 
 
-SUPPORTED_DATA_FORMATS = frozenset(
-    {
-        DataFormat.PremiseOnly,
-        DataFormat.PremiseAndOneHypothesis,
-        DataFormat.PremiseAndMultiHypothesis,
-        DataFormat.Seqence,
-        DataFormat.CLUE_SPAN,
-    }
-)
+# The data formats data_utils/formats/ implements; registering a format there adds it.
+SUPPORTED_DATA_FORMATS: set[DataFormat] = {
+    DataFormat.PremiseOnly,
+    DataFormat.PremiseAndOneHypothesis,
+    DataFormat.PremiseAndMultiHypothesis,
+    DataFormat.Seqence,
+    DataFormat.CLUE_SPAN,
+}
 UNSUPPORTED_METRICS = frozenset({Metric.SeqEvalList})
 UNSUPPORTED_LOSSES = frozenset({LossCriterion.MlmCriterion})
 
@@ -130,14 +156,6 @@ _ALIASES: dict[type[IntEnum], dict[str, str]] = {
     DataFormat: {"Sequence": "Seqence"},
 }
 
-DEFAULT_LOSS = {
-    TaskType.Classification: LossCriterion.CeCriterion,
-    TaskType.Regression: LossCriterion.MseCriterion,
-    TaskType.Ranking: LossCriterion.RankCeCriterion,
-    TaskType.SpanClassification: LossCriterion.SpanCeCriterion,
-    TaskType.SpanClassificationYN: LossCriterion.SpanCeCriterion,
-    TaskType.SeqenceLabeling: LossCriterion.SeqCeCriterion,
-}
 DEFAULT_SPLITS = ("train", "dev", "test")
 ACTIVATIONS = ("tanh", "gelu", "relu", "linear")
 
@@ -163,6 +181,11 @@ class TaskDef:
     adv_loss: LossCriterion = LossCriterion.SymKlCriterion
     actf: str | None = None
 
+    @property
+    def spec(self) -> TaskTypeSpec:
+        """The data-side description of this task's type (label space, loss defaults)."""
+        return TASK_TYPE_SPECS[self.task_type]
+
     @functools.cached_property
     def label_index(self) -> dict[str, int]:
         """Label string → index (position in ``labels``)."""
@@ -173,7 +196,7 @@ class TaskDef:
 
         Raises ``ValueError`` with a message naming the label; readers add file and line.
         """
-        if self.task_type == TaskType.Regression:
+        if self.spec.real_valued:
             try:
                 value = float(raw)
             except ValueError:
@@ -190,14 +213,14 @@ class TaskDef:
             index = int(raw)
         except ValueError:
             raise ValueError(f"label {raw!r} of task {self.name} is not an integer class id") from None
-        limit = self.n_class if self.task_type != TaskType.Ranking else 2
+        limit = self.spec.label_id_bound or self.n_class
         if not 0 <= index < max(limit, 1):
             raise ValueError(f"label {raw!r} of task {self.name} is out of range [0, {limit})")
         return index
 
     def decode_label(self, value: int | float) -> str | int | float:
         """Map a prediction back to what a label file holds: the label name, the class id, or the score."""
-        if self.task_type == TaskType.Regression:
+        if self.spec.real_valued:
             return float(value)
         if self.labels is not None:
             return self.labels[int(value)]
@@ -281,7 +304,8 @@ def _build_task(name: str, body: _Located, path: Path, task_line: int) -> TaskDe
         return _parse_enum(enum_cls, values[key], lambda message: fail(message, key))
 
     task_type = enum_of(TaskType, "task_type")
-    if task_type not in SUPPORTED_TASK_TYPES:
+    spec = TASK_TYPE_SPECS.get(task_type)
+    if spec is None:
         fail(f"task type {task_type.name} is not supported here", "task_type")
     data_format = enum_of(DataFormat, "data_format")
     if data_format not in SUPPORTED_DATA_FORMATS:
@@ -312,12 +336,11 @@ def _build_task(name: str, body: _Located, path: Path, task_line: int) -> TaskDe
         labels = tuple(str(label) for label in labels)
         if len(set(labels)) != len(labels):
             fail("labels must be distinct", "labels")
-        expected = 1 if task_type == TaskType.Ranking else len(labels)
-        if task_type not in (TaskType.Ranking, TaskType.Regression) and n_class != expected:
+        if not spec.single_output and n_class != len(labels):
             fail(f"n_class is {n_class} but {len(labels)} labels are listed", "n_class")
-        if task_type == TaskType.Regression:
+        if spec.real_valued:
             fail("a regression task has float labels; remove 'labels'", "labels")
-    if task_type in (TaskType.Regression, TaskType.Ranking) and n_class != 1:
+    if spec.single_output and n_class != 1:
         fail(f"a {task_type.name} task has n_class 1, got {n_class}", "n_class")
 
     split_names = values.get("split_names", list(DEFAULT_SPLITS))
@@ -338,13 +361,11 @@ def _build_task(name: str, body: _Located, path: Path, task_line: int) -> TaskDe
             fail(f"loss {loss.name} is not supported here", key)
         return loss
 
-    if "loss" not in values and task_type not in DEFAULT_LOSS:
+    if "loss" not in values and spec.default_loss is None:
         fail(f"task type {task_type.name} has no default loss: set 'loss'")
-    loss = loss_of("loss", DEFAULT_LOSS.get(task_type, LossCriterion.CeCriterion))
-    kd_default = LossCriterion.MseCriterion
-    adv_default = LossCriterion.MseCriterion if task_type == TaskType.Regression else LossCriterion.SymKlCriterion
-    kd_loss = loss_of("kd_loss", kd_default)
-    adv_loss = loss_of("adv_loss", adv_default)
+    loss = loss_of("loss", spec.default_loss)
+    kd_loss = loss_of("kd_loss", LossCriterion.MseCriterion)
+    adv_loss = loss_of("adv_loss", spec.default_adv_loss)
 
     actf = values.get("actf")
     if actf is not None and actf not in ACTIVATIONS:

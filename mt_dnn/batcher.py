@@ -30,7 +30,9 @@ import torch
 
 from data_utils.errors import MTDNNInputError
 from data_utils.file_io import iter_lines
-from data_utils.task_def import DataFormat, TaskDef
+from data_utils.formats import get_data_format
+from data_utils.formats.base import is_number
+from data_utils.task_def import TaskDef
 from mt_dnn.batch import Batch, Item
 from mt_dnn.sampler import MultiTaskBatchSampler, shard_batch
 from mt_dnn.tasks import get_task_handler
@@ -50,32 +52,6 @@ __all__ = [
     "shard_indices",
     "unshard",
 ]
-
-# Per-token keys cut together when a training example is truncated.
-_PER_TOKEN_KEYS = ("token_id", "type_id", "attention_mask", "mask", "offset_mapping")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _int_list(value: Any, field: str) -> list[int]:
-    if not isinstance(value, list) or not value:
-        raise ValueError(f"field {field!r} must be a non-empty list of token ids")
-    # type() rather than isinstance: rejects bools, and runs at C speed over millions of ids.
-    if not set(map(type, value)) <= {int}:
-        raise ValueError(f"field {field!r} must hold integers only")
-    return value
-
-
-def _cut(values: list, max_len: int) -> list:
-    """Keep the first ``max_len - 1`` entries and the original last one (the final [SEP])."""
-    return values[: max_len - 1] + values[-1:]
-
 
 class TaskDataset(torch.utils.data.Dataset):
     """All examples of one tokenized JSON-lines file, checked line by line."""
@@ -98,6 +74,7 @@ class TaskDataset(torch.utils.data.Dataset):
         self.samples: list[dict] = []
         self._lengths: list[int] = []
         self.n_truncated = 0
+        self._format = get_data_format(task_def.data_format)
         self._load()
 
     def _load(self) -> None:
@@ -151,99 +128,20 @@ class TaskDataset(torch.utils.data.Dataset):
 
     def _check(self, sample: dict) -> tuple[int, int | None]:
         """Validate one sample in place (uid → str, mask built); returns (length, hypotheses)."""
-        fmt = self.task_def.data_format
         sample["uid"] = str(sample["uid"])
-        label = sample["label"]
-        if fmt == DataFormat.PremiseAndMultiHypothesis:
-            return self._check_multi(sample, label)
-        tokens = _int_list(sample["token_id"], "token_id")
-        types = _int_list(sample["type_id"], "type_id")
-        if len(types) != len(tokens):
-            raise ValueError(f"token_id has {len(tokens)} entries but type_id has {len(types)}")
-        if fmt == DataFormat.CLUE_SPAN and "attention_mask" not in sample:
-            sample["attention_mask"] = sample["mask"]
-        mask = sample.setdefault("attention_mask", [1] * len(tokens))
-        if len(_int_list(mask, "attention_mask")) != len(tokens):
-            raise ValueError(f"token_id has {len(tokens)} entries but attention_mask has {len(mask)}")
-        if fmt == DataFormat.Seqence:
-            self._check_tags(label, len(tokens))
-        elif fmt == DataFormat.CLUE_SPAN:
-            self._check_span(label, len(tokens))
-        else:
-            self._check_scalar(label)
-        return len(tokens), None
-
-    def _check_multi(self, sample: dict, label: Any) -> tuple[int, int]:
-        token_rows, type_rows = sample["token_id"], sample["type_id"]
-        if not isinstance(token_rows, list) or not token_rows or not isinstance(type_rows, list):
-            raise ValueError("token_id and type_id must be lists with one token list per hypothesis")
-        k = len(token_rows)
-        lengths = [len(_int_list(tokens, f"token_id[{h}]")) for h, tokens in enumerate(token_rows)]
-        mask_rows = sample.setdefault("attention_mask", [[1] * n for n in lengths])
-        if len(type_rows) != k or not isinstance(mask_rows, list) or len(mask_rows) != k:
-            raise ValueError(f"token_id has {k} hypotheses but type_id or attention_mask has another number")
-        for h, (n, types, mask) in enumerate(zip(lengths, type_rows, mask_rows)):
-            if len(_int_list(types, f"type_id[{h}]")) != n or len(_int_list(mask, f"attention_mask[{h}]")) != n:
-                raise ValueError(f"hypothesis {h}: token_id, type_id and attention_mask differ in length")
-        for key in ("ruid", "olabel"):
-            if key in sample and (not isinstance(sample[key], list) or len(sample[key]) != k):
-                raise ValueError(f"{key!r} must list one entry per hypothesis ({k})")
-        if not _is_int(label) or not 0 <= label < k:
-            raise ValueError(f"label {label!r} is not the index of one of the {k} hypotheses")
-        return max(lengths), k
-
-    def _check_scalar(self, label: Any) -> None:
-        n_class = self.task_def.n_class
-        # A single output on a one-label-per-example format is a score (regression, SPEC §2).
-        if n_class == 1:
-            if not _is_number(label):
-                raise ValueError(f"label {label!r} is not a finite number")
-        elif not _is_int(label) or not 0 <= label < n_class:
-            raise ValueError(f"label {label!r} is not a class id in [0, {n_class})")
-
-    def _check_tags(self, label: Any, n_tokens: int) -> None:
-        n_class = self.task_def.n_class
-        if not isinstance(label, list) or len(label) != n_tokens:
-            raise ValueError(f"label must list one tag id per token ({n_tokens}), got {label!r}")
-        for tag in label:
-            if not _is_int(tag) or not 0 <= tag < n_class:
-                raise ValueError(f"tag id {tag!r} is not in [0, {n_class})")
-
-    def _check_span(self, label: Any, n_tokens: int) -> None:
-        if not isinstance(label, list) or len(label) != 3 or not all(_is_int(v) for v in label):
-            raise ValueError(f"label must be [start, end, is_impossible], got {label!r}")
-        start, end, _ = label
-        if not 0 <= start <= end < n_tokens:
-            raise ValueError(f"answer span {start}..{end} is not inside the {n_tokens} tokens")
+        return self._format.check_sample(sample, self.task_def)
 
     def _check_soft_label(self, sample: dict) -> int | None:
         soft = sample.get("softlabel")
         if soft is None:
             return None
-        if not isinstance(soft, list) or not soft or not all(_is_number(v) for v in soft):
+        if not isinstance(soft, list) or not soft or not all(is_number(v) for v in soft):
             raise ValueError(f"'softlabel' must be a non-empty list of numbers, got {soft!r}")
         return len(soft)
 
     def _truncate(self, sample: dict) -> int:
         """Cut an over-long training example to ``max_seq_len`` in place; returns the new length."""
-        max_len = self.max_seq_len
-        fmt = self.task_def.data_format
-        if fmt == DataFormat.PremiseAndMultiHypothesis:
-            for key in ("token_id", "type_id", "attention_mask"):
-                sample[key] = [_cut(row, max_len) if len(row) > max_len else row for row in sample[key]]
-            return max(len(row) for row in sample["token_id"])
-        n_tokens = len(sample["token_id"])
-        for key in _PER_TOKEN_KEYS:
-            if isinstance(sample.get(key), list) and len(sample[key]) == n_tokens:
-                sample[key] = _cut(sample[key], max_len)
-        if fmt == DataFormat.Seqence:
-            sample["label"] = _cut(sample["label"], max_len)
-        elif fmt == DataFormat.CLUE_SPAN:
-            start, end, impossible = sample["label"]
-            if end >= max_len - 1:
-                # The answer fell off the window: point at [CLS], as for any window without it.
-                sample["label"] = [0, 0, impossible]
-        return max_len
+        return self._format.truncate(sample, self.max_seq_len)
 
     def lengths(self) -> list[int]:
         """Token length of every example (the longest hypothesis for multi-hypothesis data)."""
@@ -287,15 +185,10 @@ class Collater:
         if any(item.dataset != dataset for item in items):
             raise ValueError(f"a batch mixes datasets: {sorted({item.dataset for item in items})}")
         samples = [item.sample for item in items]
-        pairwise = task_def.data_format == DataFormat.PremiseAndMultiHypothesis
-        if pairwise:
-            k = len(samples[0]["token_id"])
-            rows = [
-                (s["token_id"][h], s["type_id"][h], s["attention_mask"][h]) for s in samples for h in range(k)
-            ]
-        else:
-            k = 1
-            rows = [(s["token_id"], s["type_id"], s["attention_mask"]) for s in samples]
+        per_sample = [get_data_format(task_def.data_format).token_rows(s) for s in samples]
+        # Every sample of a dataset has the same number of rows (k hypotheses, or 1).
+        k = len(per_sample[0])
+        rows = [row for sample_rows in per_sample for row in sample_rows]
         seq_len = max(len(tokens) for tokens, _, _ in rows)
         if self.do_padding:
             seq_len = max(seq_len, self.max_seq_len)

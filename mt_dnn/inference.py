@@ -126,18 +126,3 @@ def format_metrics(metrics: dict[str, Any]) -> str:
             parts.extend(f"{name}.{k} {v:.2f}" for k, v in value.items() if isinstance(v, float))
     return " ".join(parts) if parts else "(no labels)"
 
-
-@torch.no_grad()
-def encode_dataset(network: torch.nn.Module, loader: torch.utils.data.DataLoader, device: torch.device) -> dict[str, Any]:
-    """``--encode_mode``: the encoder's last hidden states of every row, cut to its real length."""
-    network.eval()
-    uids: list[str] = []
-    encodings: list[torch.Tensor] = []
-    for batch in loader:
-        batch = batch.to(device)
-        features = network.encode(batch.input_ids, batch.token_type_ids, batch.attention_mask)
-        lengths = batch.attention_mask.sum(dim=1).tolist()
-        encodings.extend(states[:n].float().cpu() for states, n in zip(features.sequence_output, lengths))
-        # Multi-hypothesis samples have k rows: repeat the uid per row.
-        uids.extend(uid for uid in batch.uids for _ in range(batch.pairwise_size))
-    return {"uids": uids, "encodings": encodings}

@@ -26,16 +26,28 @@ shards of a step are disjoint. A global batch whose size is not a multiple of
 ``world_size`` (including one smaller than ``world_size``) is first padded by repeating its
 own examples from the start, so no shard is ever empty; those few examples count twice in
 that step. ``batch_size`` is the global batch size (as upstream).
+
+All options but the data and the batch size are one ``SamplerOptions``::
+
+    MultiTaskBatchSampler(train_sets, 32, options=SamplerOptions(mix_opt=1, seed=7))
+
+The keyword arguments of before (``mix_opt=1, seed=7, ...``, also positionally after
+``batch_size`` in the old order) are still accepted and go into the options.
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
 
 from data_utils.errors import MTDNNInputError
+
+if TYPE_CHECKING:
+    from mt_dnn.options import DataOptions
 
 SAMPLING_MODES = ("proportional", "temperature")
 
@@ -59,25 +71,78 @@ def shard_batch(indices: Sequence[int], rank: int, world_size: int) -> list[int]
     return padded[rank * size : (rank + 1) * size]
 
 
+@dataclass(frozen=True)
+class SamplerOptions:
+    """How batches are cut and tasks mixed: every option of the sampler but the data and the batch size."""
+
+    mix_opt: int = 0
+    ratio: float = 0.0
+    sampling: str = "proportional"
+    temperature: float = 1.0
+    seed: int = 2018
+    bin_on: bool = False
+    bin_size: int = 64
+    bin_grow_ratio: float = 0.5
+    data_sort_on: bool = False
+    rank: int = 0
+    world_size: int = 1
+
+    @classmethod
+    def of_run(cls, data: DataOptions, seed: int) -> SamplerOptions:
+        """The options of a single-process training run: its data options and its seed."""
+        return cls(
+            mix_opt=data.mix_opt,
+            ratio=data.ratio,
+            sampling=data.sampling,
+            temperature=data.sampling_temperature,
+            seed=seed,
+            bin_on=data.bin_on,
+            bin_size=data.bin_size,
+            bin_grow_ratio=data.bin_grow_ratio,
+            data_sort_on=data.data_sort_on,
+        )
+
+
+# In the order of the sampler's keyword arguments before SamplerOptions (positional calls map onto it).
+_OPTION_NAMES = tuple(f.name for f in dataclasses.fields(SamplerOptions))
+
+
+def _merge_options(options: SamplerOptions | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> SamplerOptions:
+    """``options`` (default ``SamplerOptions()``) with the old-style arguments, if any, replacing its fields."""
+    options = SamplerOptions() if options is None else options
+    if not isinstance(options, SamplerOptions):
+        raise TypeError(f"MultiTaskBatchSampler: options must be a SamplerOptions, got {type(options).__name__}")
+    if len(args) > len(_OPTION_NAMES):
+        raise TypeError(f"MultiTaskBatchSampler takes at most {2 + len(_OPTION_NAMES)} positional arguments")
+    given = dict(zip(_OPTION_NAMES, args))
+    for name in kwargs:
+        if name not in _OPTION_NAMES:
+            raise TypeError(f"MultiTaskBatchSampler got an unexpected keyword argument {name!r}")
+        if name in given:
+            raise TypeError(f"MultiTaskBatchSampler got multiple values for argument {name!r}")
+    given.update(kwargs)
+    return dataclasses.replace(options, **given) if given else options
+
+
 class MultiTaskBatchSampler(torch.utils.data.Sampler):
-    """Yields one batch at a time as ``[(dataset_index, sample_index), ...]``, all of one dataset."""
+    """Yields one batch at a time as ``[(dataset_index, sample_index), ...]``, all of one dataset.
+
+    ``MultiTaskBatchSampler(datasets, batch_size, options=SamplerOptions(...))``; the options'
+    fields may also be given as keyword arguments (``seed=7``), which replace those of ``options``.
+    They read as attributes too (``sampler.seed``).
+    """
 
     def __init__(
         self,
         datasets: Sequence[SizedByLength],
         batch_size: int,
-        mix_opt: int = 0,
-        ratio: float = 0.0,
-        sampling: str = "proportional",
-        temperature: float = 1.0,
-        seed: int = 2018,
-        bin_on: bool = False,
-        bin_size: int = 64,
-        bin_grow_ratio: float = 0.5,
-        data_sort_on: bool = False,
-        rank: int = 0,
-        world_size: int = 1,
+        *legacy_args: Any,
+        options: SamplerOptions | None = None,
+        **legacy_kwargs: Any,
     ):
+        options = _merge_options(options, legacy_args, legacy_kwargs)
+        sampling, temperature, ratio = options.sampling, options.temperature, options.ratio
+        rank, world_size = options.rank, options.world_size
         if not datasets:
             raise MTDNNInputError("the multi-task sampler needs at least one training dataset")
         if batch_size < 1:
@@ -86,12 +151,14 @@ class MultiTaskBatchSampler(torch.utils.data.Sampler):
             raise MTDNNInputError(f"--sampling must be one of {list(SAMPLING_MODES)}, got {sampling!r}")
         if sampling == "temperature" and not temperature > 0:
             raise MTDNNInputError(f"--sampling_temperature must be positive, got {temperature}")
-        if sampling == "temperature" and (mix_opt > 0 or ratio > 0):
+        if sampling == "temperature" and (options.mix_opt > 0 or ratio > 0):
             raise MTDNNInputError("--sampling temperature cannot be combined with --mix_opt or --ratio")
         if ratio < 0:
             raise MTDNNInputError(f"--ratio must not be negative, got {ratio}")
-        if bin_on and (bin_size < 1 or not bin_grow_ratio > 0):
-            raise MTDNNInputError(f"--bin_size must be ≥ 1 and --bin_grow_ratio > 0, got {bin_size}, {bin_grow_ratio}")
+        if options.bin_on and (options.bin_size < 1 or not options.bin_grow_ratio > 0):
+            raise MTDNNInputError(
+                f"--bin_size must be ≥ 1 and --bin_grow_ratio > 0, got {options.bin_size}, {options.bin_grow_ratio}"
+            )
         if world_size < 1 or not 0 <= rank < world_size:
             raise MTDNNInputError(f"rank {rank} is not in a world of size {world_size}")
         self._lengths = [np.asarray(dataset.lengths(), dtype=np.int64) for dataset in datasets]
@@ -99,26 +166,28 @@ class MultiTaskBatchSampler(torch.utils.data.Sampler):
             if len(lengths) == 0:
                 raise MTDNNInputError(f"training dataset #{index} has no examples")
         self.batch_size = batch_size
-        self.mix_opt = mix_opt
-        self.ratio = ratio
-        self.sampling = sampling
-        self.temperature = temperature
-        self.seed = seed
-        self.bin_on = bin_on
-        self.bin_size = bin_size
-        self.bin_grow_ratio = bin_grow_ratio
-        self.data_sort_on = data_sort_on
-        self.rank = rank
-        self.world_size = world_size
+        self.options = options
         # (epoch, start) of the next iteration; (epoch, handed out) of the current one.
         self._epoch, self._start = 0, 0
         self._active_epoch, self._handed_out = 0, 0
         self._length = self._epoch_length()
 
+    def __getattr__(self, name: str) -> Any:
+        # Only called for names not found the usual way: the options' fields (sampler.seed, ...).
+        options = self.__dict__.get("options")
+        if options is not None and name in _OPTION_NAMES:
+            return getattr(options, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _OPTION_NAMES:
+            raise AttributeError(f"sampler.{name} is read-only: build the sampler with other SamplerOptions")
+        super().__setattr__(name, value)
+
     # ---- sizes -------------------------------------------------------------------------
     def _task_batch_sizes(self, task: int) -> list[int]:
         """Sizes of one task's batches in an epoch (independent of the shuffle)."""
-        if not self.bin_on:
+        if not self.options.bin_on:
             n = len(self._lengths[task])
             return [min(self.batch_size, n - i) for i in range(0, n, self.batch_size)]
         sizes = []
@@ -129,8 +198,8 @@ class MultiTaskBatchSampler(torch.utils.data.Sampler):
 
     def _epoch_length(self) -> int:
         counts = [len(self._task_batch_sizes(task)) for task in range(len(self._lengths))]
-        if self.ratio > 0 and len(counts) > 1:
-            return counts[0] + int(min(self.ratio * counts[0], sum(counts[1:])))
+        if self.options.ratio > 0 and len(counts) > 1:
+            return counts[0] + int(min(self.options.ratio * counts[0], sum(counts[1:])))
         return sum(counts)
 
     def __len__(self) -> int:
@@ -139,25 +208,25 @@ class MultiTaskBatchSampler(torch.utils.data.Sampler):
 
     # ---- one task's batches ------------------------------------------------------------
     def _bins(self, lengths: np.ndarray) -> dict[int, np.ndarray]:
-        bin_of = np.maximum(0, (lengths - 1) // self.bin_size)
+        bin_of = np.maximum(0, (lengths - 1) // self.options.bin_size)
         return {int(b): np.flatnonzero(bin_of == b) for b in np.unique(bin_of)}
 
     def _bin_batch_size(self, bin_index: int) -> int:
-        return max(1, int(self.batch_size * self.bin_grow_ratio**bin_index))
+        return max(1, int(self.batch_size * self.options.bin_grow_ratio**bin_index))
 
     def _task_batches(self, task: int, rng: np.random.Generator) -> list[list[int]]:
         """One task's examples, shuffled (and grouped by length if asked), cut into batches."""
         lengths = self._lengths[task]
         order = rng.permutation(len(lengths))
         batches: list[list[int]] = []
-        if self.bin_on:
-            bin_of = np.maximum(0, (lengths[order] - 1) // self.bin_size)
+        if self.options.bin_on:
+            bin_of = np.maximum(0, (lengths[order] - 1) // self.options.bin_size)
             for bin_index in np.unique(bin_of):
                 members = order[bin_of == bin_index]
                 size = self._bin_batch_size(int(bin_index))
                 batches += [members[i : i + size].tolist() for i in range(0, len(members), size)]
         else:
-            if self.data_sort_on:
+            if self.options.data_sort_on:
                 # A stable sort of a fresh permutation: equal lengths meet in a new order each epoch.
                 order = order[np.argsort(lengths[order], kind="stable")]
             batches = [order[i : i + self.batch_size].tolist() for i in range(0, len(order), self.batch_size)]
@@ -166,23 +235,23 @@ class MultiTaskBatchSampler(torch.utils.data.Sampler):
     # ---- the epoch's plan --------------------------------------------------------------
     def epoch_plan(self, epoch: int) -> list[GlobalBatch]:
         """The full global order of an epoch: ``[(dataset_index, [sample indices]), ...]``."""
-        rng = np.random.default_rng([self.seed, epoch])
+        rng = np.random.default_rng([self.options.seed, epoch])
         per_task = [self._task_batches(task, rng) for task in range(len(self._lengths))]
-        if self.sampling == "temperature":
+        if self.options.sampling == "temperature":
             return self._temperature_plan(per_task, rng)
         main = [(0, batch) for batch in per_task[0]]
         aux = [(task, batch) for task in range(1, len(per_task)) for batch in per_task[task]]
-        if self.ratio > 0 and aux:
-            picks = int(min(self.ratio * len(main), len(aux)))
+        if self.options.ratio > 0 and aux:
+            picks = int(min(self.options.ratio * len(main), len(aux)))
             aux = [aux[i] for i in rng.choice(len(aux), size=picks, replace=False)]
-        if self.mix_opt > 0:
+        if self.options.mix_opt > 0:
             return [aux[i] for i in rng.permutation(len(aux))] + main
         plan = main + aux
         return [plan[i] for i in rng.permutation(len(plan))]
 
     def _temperature_plan(self, per_task: list[list[list[int]]], rng: np.random.Generator) -> list[GlobalBatch]:
         counts = np.array([len(batches) for batches in per_task], dtype=np.float64)
-        weights = counts ** (1.0 / self.temperature)
+        weights = counts ** (1.0 / self.options.temperature)
         tasks = rng.choice(len(per_task), size=int(counts.sum()), p=weights / weights.sum())
         queues = [list(reversed(batches)) for batches in per_task]
         plan = []
@@ -205,23 +274,23 @@ class MultiTaskBatchSampler(torch.utils.data.Sampler):
         self._active_epoch, self._handed_out = epoch, start
         for task, indices in self.epoch_plan(epoch)[start:]:
             self._handed_out += 1
-            yield [(task, index) for index in shard_batch(indices, self.rank, self.world_size)]
+            yield [(task, index) for index in shard_batch(indices, self.options.rank, self.options.world_size)]
         # Without an explicit set_epoch the next pass is the next epoch, never a replay.
         self._epoch, self._start = epoch + 1, 0
 
     def _config(self) -> dict[str, Any]:
         return {
-            "seed": self.seed,
+            "seed": self.options.seed,
             "batch_size": self.batch_size,
             "dataset_sizes": [len(lengths) for lengths in self._lengths],
-            "mix_opt": self.mix_opt,
-            "ratio": self.ratio,
-            "sampling": self.sampling,
-            "temperature": self.temperature,
-            "bin_on": self.bin_on,
-            "bin_size": self.bin_size,
-            "bin_grow_ratio": self.bin_grow_ratio,
-            "data_sort_on": self.data_sort_on,
+            "mix_opt": self.options.mix_opt,
+            "ratio": self.options.ratio,
+            "sampling": self.options.sampling,
+            "temperature": self.options.temperature,
+            "bin_on": self.options.bin_on,
+            "bin_size": self.options.bin_size,
+            "bin_grow_ratio": self.options.bin_grow_ratio,
+            "data_sort_on": self.options.data_sort_on,
         }
 
     def state_dict(self, batches_done: int | None = None) -> dict[str, Any]:

@@ -33,111 +33,429 @@ def str2bool(value: str) -> bool:
 NO_EFFECT = "accepted for compatibility with upstream scripts; no effect here"
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """``--help`` layout: the description as written (the module docstring), every flag's default.
+
+    Like ``ArgumentDefaultsHelpFormatter`` it appends ``(default: …)``, except where the help
+    already states the default itself, and never ``(default: None)``: a flag whose default is
+    None says in words what happens without it.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help_text = action.help or ""
+        if "%(default)" in help_text or "(default:" in help_text:
+            return help_text
+        if action.default is None or action.default is argparse.SUPPRESS:
+            return help_text
+        if not action.option_strings and action.nargs not in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
+            return help_text
+        return f"{help_text} (default: %(default)s)"
+
+
 def build_parser(description: str | None = None) -> argparse.ArgumentParser:
-    """Every flag of SPEC §9 with its default."""
-    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    """Every flag of SPEC §9 with its default and a help line (``train.py --help``)."""
+    p = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
     data = p.add_argument_group("data")
-    data.add_argument("--log_file", default="mt-dnn-train.log")
-    data.add_argument("--tensorboard", action="store_true")
-    data.add_argument("--tensorboard_logdir", default="tensorboard_logdir")
-    data.add_argument("--init_checkpoint", default="bert-base-uncased")
-    data.add_argument("--data_dir", default="data/canonical_data/bert-base-uncased")
-    data.add_argument("--task_def", default="experiments/glue/glue_task_def.yml")
-    data.add_argument("--train_datasets", default="mnli")
-    data.add_argument("--test_datasets", default="mnli_matched,mnli_mismatched")
-    data.add_argument("--glue_format_on", action="store_true")
-    data.add_argument("--mkd_opt", type=int, default=0)
-    data.add_argument("--do_padding", action="store_true")
-    data.add_argument("--dataloader_num_workers", type=int, default=2)
-    data.add_argument("--transformer_cache", default=".cache")
-    data.add_argument("--tokenizer", default=None, help="tokenizer id/folder (default: --init_checkpoint)")
+    data.add_argument(
+        "--log_file", default="mt-dnn-train.log", help="log file, also echoed to stderr; a relative path is inside --output_dir"
+    )
+    data.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also log training loss, learning rate and evaluation metrics to TensorBoard (needs the tensorboard package)",
+    )
+    data.add_argument(
+        "--tensorboard_logdir", default="tensorboard_logdir", help="TensorBoard folder of --tensorboard, inside --output_dir"
+    )
+    data.add_argument(
+        "--init_checkpoint",
+        default="bert-base-uncased",
+        help="the encoder to start from: a Hugging Face model id or folder, or an MT-DNN .pt checkpoint "
+        "(its encoder and the heads of tasks it knows by name; weights only, never its options)",
+    )
+    data.add_argument(
+        "--data_dir",
+        default="data/canonical_data/bert-base-uncased",
+        help="folder of the tokenized <dataset>_<split>.json files written by prepro_std.py",
+    )
+    data.add_argument("--task_def", default="experiments/glue/glue_task_def.yml", help="YAML file of task definitions")
+    data.add_argument(
+        "--train_datasets",
+        default="mnli",
+        help="comma-separated datasets to train on, each read from <data_dir>/<name>_train.json; the part of a name "
+        "before its first '_' is its task in --task_def, and the first dataset is the main task of --mix_opt/--ratio",
+    )
+    data.add_argument(
+        "--test_datasets",
+        default="mnli_matched,mnli_mismatched",
+        help="comma-separated datasets evaluated after every epoch: <name>_dev.json and <name>_test.json, "
+        "each one that exists; score files go to --output_dir",
+    )
+    data.add_argument(
+        "--glue_format_on",
+        action="store_true",
+        help="also write GLUE submission files (<dataset>_<split>_scores_*.tsv) for tasks that have one",
+    )
+    data.add_argument(
+        "--mkd_opt",
+        type=int,
+        default=0,
+        help="knowledge distillation: above 0, batches whose samples all carry a 'softlabel' add the task's kd_loss "
+        "against those teacher probabilities; 0 ignores soft labels",
+    )
+    data.add_argument(
+        "--do_padding",
+        action="store_true",
+        help="pad every batch to at least --max_seq_len tokens instead of only to its longest example",
+    )
+    data.add_argument(
+        "--dataloader_num_workers",
+        type=int,
+        default=2,
+        help="worker processes loading training batches (0: the main process); evaluation loads in the main process",
+    )
+    data.add_argument(
+        "--transformer_cache", default=".cache", help="cache folder for the encoder and tokenizer Hugging Face downloads"
+    )
+    data.add_argument(
+        "--tokenizer",
+        default=None,
+        help="tokenizer id/folder (default: --init_checkpoint; required when that is an MT-DNN .pt file)",
+    )
     model = p.add_argument_group("model")
-    model.add_argument("--update_bert_opt", type=int, default=0)
-    model.add_argument("--multi_gpu_on", action="store_true")
-    model.add_argument("--mem_cum_type", default="simple")
-    model.add_argument("--answer_num_turn", type=int, default=5)
-    model.add_argument("--answer_mem_drop_p", type=float, default=0.1)
-    model.add_argument("--answer_att_hidden_size", type=int, default=128)
-    model.add_argument("--answer_att_type", default="bilinear", help=NO_EFFECT)
-    model.add_argument("--answer_rnn_type", default="gru", help=NO_EFFECT)
-    model.add_argument("--answer_sum_att_type", default="bilinear")
+    model.add_argument(
+        "--update_bert_opt",
+        type=int,
+        default=0,
+        help="above 0, freeze the shared encoder and train only the heads (and a pooler added by this project); "
+        "0 trains everything",
+    )
+    model.add_argument(
+        "--multi_gpu_on",
+        action="store_true",
+        help="upstream's multi-GPU switch; multi-GPU training is not available yet, so setting it is an error",
+    )
+    model.add_argument(
+        "--mem_cum_type",
+        default="simple",
+        help="SAN heads: how the initial state summarises the hypothesis: 'simple' (linear self-attention) "
+        "or 'mlp' (an MLP of --answer_att_hidden_size units first)",
+    )
+    model.add_argument(
+        "--answer_num_turn", type=int, default=5, help="SAN heads: number of reasoning turns (at least 1)"
+    )
+    model.add_argument(
+        "--answer_mem_drop_p",
+        type=float,
+        default=0.1,
+        help="SAN heads: stochastic prediction dropout, the chance of dropping each turn in training "
+        "(one turn per example is always kept)",
+    )
+    model.add_argument(
+        "--answer_att_hidden_size",
+        type=int,
+        default=128,
+        help="SAN heads: hidden size of the summary MLP of --mem_cum_type mlp; unused with 'simple'",
+    )
+    model.add_argument("--answer_att_type", default="bilinear", help=NO_EFFECT + " (SAN attention is always bilinear)")
+    model.add_argument("--answer_rnn_type", default="gru", help=NO_EFFECT + " (the SAN state update is always a GRU cell)")
+    model.add_argument(
+        "--answer_sum_att_type",
+        default="bilinear",
+        help="SAN heads: premise attention type; only 'bilinear' is implemented, another value fails when a SAN head is built",
+    )
     model.add_argument("--answer_merge_opt", type=int, default=1, help=NO_EFFECT)
-    model.add_argument("--answer_mem_type", type=int, default=1)
-    model.add_argument("--max_answer_len", type=int, default=10, help="longest answer span (tokens) span decoding considers")
-    model.add_argument("--answer_dropout_p", type=float, default=0.1, help="accepted; unused, as upstream")
-    model.add_argument("--answer_weight_norm_on", action="store_true")
+    model.add_argument(
+        "--answer_mem_type",
+        type=int,
+        default=1,
+        help="SAN heads: 1 averages the turns' probabilities, 0 returns the last turn's logits; other values fail",
+    )
+    model.add_argument(
+        "--max_answer_len", type=int, default=10, help="span tasks: longest answer span (tokens) decoding considers"
+    )
+    model.add_argument("--answer_dropout_p", type=float, default=0.1, help=NO_EFFECT + " (upstream did not use it either)")
+    model.add_argument(
+        "--answer_weight_norm_on",
+        action="store_true",
+        help="SAN heads: weight-normalise the classifier, the bilinear attention and the GRU weights",
+    )
     model.add_argument("--dump_state_on", action="store_true", help=NO_EFFECT)
-    model.add_argument("--answer_opt", type=int, default=1, help=NO_EFFECT)
-    model.add_argument("--pooler_actf", default="tanh")
+    model.add_argument(
+        "--answer_opt", type=int, default=1, help=NO_EFFECT + " (enable_san in --task_def picks SAN heads per task)"
+    )
+    model.add_argument(
+        "--pooler_actf",
+        default="tanh",
+        help="activation (tanh, gelu, relu, linear) of the pooler added to encoders that have none (DeBERTa, ELECTRA, …); "
+        "an encoder's own pooler is kept as it is",
+    )
     model.add_argument("--mtl_opt", type=int, default=0, help=NO_EFFECT)
-    model.add_argument("--ratio", type=float, default=0.0)
-    model.add_argument("--mix_opt", type=int, default=0)
-    model.add_argument("--max_seq_len", type=int, default=512)
-    model.add_argument("--init_ratio", type=float, default=1.0, help="new heads' linear weights ~ N(0, (0.02·r)²)")
+    model.add_argument(
+        "--ratio",
+        type=float,
+        default=0.0,
+        help="above 0 with two or more training datasets: each epoch uses all batches of the main (first) dataset "
+        "plus int(min(ratio × main batches, auxiliary batches)) auxiliary batches drawn afresh; 0 uses every batch",
+    )
+    model.add_argument(
+        "--mix_opt",
+        type=int,
+        default=0,
+        help="above 0, each epoch runs the auxiliary datasets' batches (shuffled) first and the main (first) "
+        "dataset's last; 0 shuffles all batches together",
+    )
+    model.add_argument(
+        "--max_seq_len",
+        type=int,
+        default=512,
+        help="longest training example in tokens: longer ones are truncated, not dropped; also the length of --do_padding",
+    )
+    model.add_argument(
+        "--init_ratio", type=float, default=1.0, help="new heads' linear weights ~ N(0, (0.02·r)²), biases zero"
+    )
     model.add_argument("--encoder_type", type=int, default=1, help=NO_EFFECT + " (the encoder class comes from its config)")
-    model.add_argument("--num_hidden_layers", type=int, default=-1)
-    model.add_argument("--vb_dropout", type=str2bool, default=True)
-    model.add_argument("--sampling", choices=("proportional", "temperature"), default="proportional")
-    model.add_argument("--sampling_temperature", type=float, default=1.0)
-    model.add_argument("--bin_on", action="store_true")
-    model.add_argument("--bin_size", type=int, default=64)
-    model.add_argument("--bin_grow_ratio", type=float, default=0.5)
-    model.add_argument("--data_sort_on", action="store_true")
+    model.add_argument(
+        "--num_hidden_layers",
+        type=int,
+        default=-1,
+        help="keep only the encoder's first N layers (at most its own number); -1 or 0 keeps them all",
+    )
+    model.add_argument(
+        "--vb_dropout",
+        type=str2bool,
+        default=True,
+        help="true/false: variational dropout (one mask per example shared by all tokens) on token states in "
+        "SAN, span and sequence-labeling heads; false uses plain dropout",
+    )
+    model.add_argument(
+        "--sampling",
+        choices=("proportional", "temperature"),
+        default="proportional",
+        help="how tasks take turns: 'proportional' shuffles all batches of the epoch (a task comes up in proportion "
+        "to its batches); 'temperature' draws each step's task with probability ∝ batches^(1/T) "
+        "(not with --mix_opt or --ratio)",
+    )
+    model.add_argument(
+        "--sampling_temperature", type=float, default=1.0, help="T of --sampling temperature (positive); 1 draws tasks in proportion to their batches"
+    )
+    model.add_argument(
+        "--bin_on",
+        action="store_true",
+        help="group training examples into length bins of --bin_size tokens; bin k gets batches of "
+        "max(1, int(batch_size × bin_grow_ratio^k)), so long examples come in smaller batches",
+    )
+    model.add_argument("--bin_size", type=int, default=64, help="width in tokens of a --bin_on length bin")
+    model.add_argument(
+        "--bin_grow_ratio", type=float, default=0.5, help="batch-size factor per --bin_on bin (positive)"
+    )
+    model.add_argument(
+        "--data_sort_on",
+        action="store_true",
+        help="sort each task's training examples by length before cutting batches (ties in a fresh random order "
+        "each epoch), so a batch holds examples of similar length; ignored with --bin_on",
+    )
     model.add_argument("--name", default="farmer", help=NO_EFFECT)
     # Upstream's masked-LM pre-training flags: accepted, MaskLM tasks are rejected by the registry.
-    model.add_argument("--bert_model_type", default="bert-base-uncased", help=NO_EFFECT)
-    model.add_argument("--do_lower_case", action="store_true", help=NO_EFFECT)
-    model.add_argument("--masked_lm_prob", type=float, default=0.15, help=NO_EFFECT)
-    model.add_argument("--short_seq_prob", type=float, default=0.2, help=NO_EFFECT)
-    model.add_argument("--max_predictions_per_seq", type=int, default=128, help=NO_EFFECT)
+    masked_lm = " (masked-LM pre-training; MaskLM tasks are not supported here)"
+    model.add_argument("--bert_model_type", default="bert-base-uncased", help=NO_EFFECT + masked_lm)
+    model.add_argument("--do_lower_case", action="store_true", help=NO_EFFECT + masked_lm)
+    model.add_argument("--masked_lm_prob", type=float, default=0.15, help=NO_EFFECT + masked_lm)
+    model.add_argument("--short_seq_prob", type=float, default=0.2, help=NO_EFFECT + masked_lm)
+    model.add_argument("--max_predictions_per_seq", type=int, default=128, help=NO_EFFECT + masked_lm)
     train = p.add_argument_group("training")
     train.add_argument(
         "--cuda",
         action=argparse.BooleanOptionalAction,
         default=torch.cuda.is_available(),
-        help="run on the GPU (default: when one is available); --no-cuda runs on the CPU",
+        help="run on the GPU (on by default when torch sees one); --no-cuda runs on the CPU",
     )
-    train.add_argument("--log_per_updates", type=int, default=500)
-    train.add_argument("--save_per_updates", type=int, default=10000)
-    train.add_argument("--save_per_updates_on", action="store_true")
-    train.add_argument("--epochs", type=int, default=5)
-    train.add_argument("--batch_size", type=int, default=8)
-    train.add_argument("--batch_size_eval", type=int, default=8)
-    train.add_argument("--optimizer", default="adamax")
-    train.add_argument("--grad_clipping", type=float, default=0.0)
-    train.add_argument("--global_grad_clipping", type=float, default=1.0)
-    train.add_argument("--weight_decay", type=float, default=0.01)
-    train.add_argument("--learning_rate", type=float, default=5e-5)
-    train.add_argument("--momentum", type=float, default=0.0)
-    train.add_argument("--warmup", type=float, default=0.1)
-    train.add_argument("--warmup_schedule", default="warmup_linear")
-    train.add_argument("--adam_eps", type=float, default=1e-6)
-    train.add_argument("--dropout_p", type=float, default=0.1)
-    train.add_argument("--dropout_w", type=float, default=0.0)
-    train.add_argument("--bert_dropout_p", type=float, default=0.1)
-    train.add_argument("--model_ckpt", default="checkpoints/model_0.pt")
-    train.add_argument("--resume", action="store_true")
-    train.add_argument("--scheduler_type", type=int, default=0)
-    train.add_argument("--output_dir", default="checkpoint")
-    train.add_argument("--seed", type=int, default=2018)
-    train.add_argument("--grad_accumulation_step", type=int, default=1)
-    train.add_argument("--fp16", action="store_true")
-    train.add_argument("--fp16_opt_level", default="O1", help=NO_EFFECT)
-    train.add_argument("--bf16", action="store_true")
-    train.add_argument("--adv_train", action="store_true")
+    train.add_argument(
+        "--log_per_updates",
+        type=int,
+        default=500,
+        help="log task, update, running loss, learning rate, speed and ETA every N optimizer updates",
+    )
+    train.add_argument(
+        "--save_per_updates",
+        type=int,
+        default=10000,
+        help="with --save_per_updates_on: every N optimizer updates, evaluate --test_datasets and save "
+        "<output_dir>/model_<epoch>_<updates>.pt",
+    )
+    train.add_argument(
+        "--save_per_updates_on",
+        action="store_true",
+        help="also evaluate and checkpoint every --save_per_updates updates, not only at the end of each epoch",
+    )
+    train.add_argument("--epochs", type=int, default=5, help="number of passes over the training data")
+    train.add_argument(
+        "--batch_size",
+        type=int,
+        default=8,
+        help="global training batch size: examples per forward/backward step, before gradient accumulation "
+        "(an optimizer update sees --batch_size × --grad_accumulation_step examples); --bin_on makes long bins' "
+        "batches smaller",
+    )
+    train.add_argument(
+        "--batch_size_eval", type=int, default=8, help="batch size of evaluation and of --encode_mode"
+    )
+    train.add_argument(
+        "--optimizer",
+        default="adamax",
+        help="adamax (the paper's BERT-style Adamax, no bias correction), adamaxw (bias-corrected, decoupled weight "
+        "decay), adam or adamw (both torch AdamW), radam, sgd",
+    )
+    train.add_argument(
+        "--grad_clipping",
+        type=float,
+        default=0.0,
+        help="clip each parameter's gradient to this norm before the update; 0 turns it off",
+    )
+    train.add_argument(
+        "--global_grad_clipping",
+        type=float,
+        default=1.0,
+        help="clip the gradient norm over all trainable parameters to this value; 0 turns it off",
+    )
+    train.add_argument(
+        "--weight_decay",
+        type=float,
+        default=0.01,
+        help="weight decay of every parameter except biases and LayerNorm parameters",
+    )
+    train.add_argument(
+        "--learning_rate", type=float, default=5e-5, help="peak learning rate (reached at the end of --warmup)"
+    )
+    train.add_argument("--momentum", type=float, default=0.0, help="momentum of --optimizer sgd; unused by the others")
+    train.add_argument(
+        "--warmup",
+        type=float,
+        default=0.1,
+        help="fraction of all optimizer updates over which the learning rate rises linearly from 0",
+    )
+    train.add_argument(
+        "--warmup_schedule",
+        default="warmup_linear",
+        help="upstream's schedule name (warmup_linear, warmup_cosine, warmup_constant, warmup_polynomial), "
+        "used when --scheduler_type is 0; a non-zero --scheduler_type wins",
+    )
+    train.add_argument(
+        "--adam_eps",
+        type=float,
+        default=1e-6,
+        help="epsilon of adamax, adamaxw, adam/adamw and radam; unused by sgd",
+    )
+    train.add_argument(
+        "--dropout_p",
+        type=float,
+        default=0.1,
+        help="dropout of the task heads, for tasks whose --task_def entry sets no dropout_p",
+    )
+    train.add_argument(
+        "--dropout_w",
+        type=float,
+        default=0.0,
+        help="word dropout in training: each real, non-special input token becomes the tokenizer's UNK with this "
+        "probability; 0 turns it off",
+    )
+    train.add_argument(
+        "--bert_dropout_p",
+        type=float,
+        default=0.1,
+        help="encoder dropout: overrides the config's hidden_dropout_prob and attention_probs_dropout_prob "
+        "(where the encoder config has them)",
+    )
+    train.add_argument(
+        "--model_ckpt",
+        default="checkpoints/model_0.pt",
+        help="with --resume: the training checkpoint to continue from (e.g. <output_dir>/model_<epoch>.pt)",
+    )
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue exactly where --model_ckpt stopped (weights, optimizer, schedule, data position, RNG); "
+        "the sampler refuses other data, --batch_size, --seed or mixing flags than that run's",
+    )
+    train.add_argument(
+        "--scheduler_type",
+        type=int,
+        default=0,
+        help="learning-rate decay after warmup: 0 linear, 1 cosine, 2 constant, 3 polynomial (to 1e-7)",
+    )
+    train.add_argument(
+        "--output_dir",
+        default="checkpoint",
+        help="folder of checkpoints, score files, config.json and the log (created if missing)",
+    )
+    train.add_argument("--seed", type=int, default=2018, help="random seed of python, numpy, torch and the data order")
+    train.add_argument(
+        "--grad_accumulation_step",
+        type=int,
+        default=1,
+        help="one optimizer update every N batches, each batch's loss divided by N (at least 1)",
+    )
+    train.add_argument(
+        "--fp16",
+        action="store_true",
+        help="mixed precision: float16 autocast with a gradient scaler (not with --bf16)",
+    )
+    train.add_argument("--fp16_opt_level", default="O1", help=NO_EFFECT + " (apex opt level; --fp16 uses torch.autocast)")
+    train.add_argument(
+        "--bf16", action="store_true", help="mixed precision: bfloat16 autocast, no gradient scaler (not with --fp16)"
+    )
+    train.add_argument(
+        "--adv_train",
+        action="store_true",
+        help="SMART adversarial training: add --adv_alpha × the task's adv_loss between clean and perturbed-embedding outputs",
+    )
     train.add_argument("--adv_opt", type=int, default=0, help=NO_EFFECT)
-    train.add_argument("--adv_norm_level", type=int, default=0)
-    train.add_argument("--adv_p_norm", default="inf")
-    train.add_argument("--adv_alpha", type=float, default=1.0)
-    train.add_argument("--adv_k", type=int, default=1)
-    train.add_argument("--adv_step_size", type=float, default=1e-5)
-    train.add_argument("--adv_noise_var", type=float, default=1e-5)
-    train.add_argument("--adv_epsilon", type=float, default=1e-6)
-    train.add_argument("--encode_mode", action="store_true")
+    train.add_argument(
+        "--adv_norm_level",
+        type=int,
+        default=0,
+        help="SMART: normalise the perturbation per token (0) or per sentence (1)",
+    )
+    train.add_argument(
+        "--adv_p_norm",
+        default="inf",
+        help="SMART: perturbation norm: inf (divide by max |·|), l2 (divide by the L2 norm) or l1 (take the sign)",
+    )
+    train.add_argument("--adv_alpha", type=float, default=1.0, help="SMART: weight of the adversarial loss term")
+    train.add_argument("--adv_k", type=int, default=1, help="SMART: number of gradient-ascent steps on the perturbation")
+    train.add_argument("--adv_step_size", type=float, default=1e-5, help="SMART: step size of each ascent step")
+    train.add_argument(
+        "--adv_noise_var",
+        type=float,
+        default=1e-5,
+        help="SMART: scale of the initial Gaussian perturbation (a standard deviation, despite the name)",
+    )
+    train.add_argument(
+        "--adv_epsilon", type=float, default=1e-6, help="SMART: ε added to the norm when normalising the perturbation"
+    )
+    train.add_argument(
+        "--encode_mode",
+        action="store_true",
+        help="do not train: write <output_dir>/<dataset>_encoding.pt (encoder outputs) of each --test_datasets "
+        "entry's test split (dev when there is no test file)",
+    )
     train.add_argument("--debug", action="store_true", help=NO_EFFECT)
     dist = p.add_argument_group("distributed")
-    dist.add_argument("--local_rank", "--local-rank", type=int, default=int(os.environ.get("LOCAL_RANK", -1)))
-    dist.add_argument("--world_size", type=int, default=1, help=NO_EFFECT)
+    dist.add_argument(
+        "--local_rank",
+        "--local-rank",
+        type=int,
+        default=int(os.environ.get("LOCAL_RANK", -1)),
+        help="process rank under torchrun (read from $LOCAL_RANK when set); multi-GPU training is not available yet, "
+        "so a value of 0 or more is an error",
+    )
+    dist.add_argument(
+        "--world_size",
+        type=int,
+        default=1,
+        help="accepted for compatibility with upstream scripts; 1 has no effect, more is an error "
+        "(multi-GPU training is not available yet)",
+    )
     dist.add_argument("--master_addr", default="localhost", help=NO_EFFECT)
     dist.add_argument("--master_port", default="6600", help=NO_EFFECT)
     dist.add_argument("--backend", default="nccl", help=NO_EFFECT)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from data_utils import task_def as task_def_module
-from data_utils.task_def import LossCriterion, TaskType
+from data_utils.task_def import LossCriterion, TaskType, TaskTypeSpec
 from mt_dnn.tasks import TASK_HANDLERS, Decoded, DecodeOptions, HeadContext, TaskHandler, register_task_handler
 from train import main as train_main
 
@@ -36,13 +36,12 @@ class MeanTokenHead(nn.Module):
 def outside_registry():
     """Registers a handler for ClozeChoice (an upstream type this package does not implement), then undoes it."""
     handlers = dict(TASK_HANDLERS)
-    supported = set(task_def_module.SUPPORTED_TASK_TYPES)
-    losses = dict(task_def_module.DEFAULT_LOSS)
+    specs = dict(task_def_module.TASK_TYPE_SPECS)
 
     @register_task_handler
     class MeanTokenChoiceHandler(TaskHandler):
         task_type = TaskType.ClozeChoice
-        default_loss = LossCriterion.CeCriterion
+        spec = TaskTypeSpec(default_loss=LossCriterion.CeCriterion)
 
         def build_head(self, task_def, ctx: HeadContext) -> nn.Module:
             return MeanTokenHead(ctx.hidden_size, task_def.n_class)
@@ -57,15 +56,13 @@ def outside_registry():
     yield MeanTokenChoiceHandler
     TASK_HANDLERS.clear()
     TASK_HANDLERS.update(handlers)
-    task_def_module.SUPPORTED_TASK_TYPES.clear()
-    task_def_module.SUPPORTED_TASK_TYPES.update(supported)
-    task_def_module.DEFAULT_LOSS.clear()
-    task_def_module.DEFAULT_LOSS.update(losses)
+    task_def_module.TASK_TYPE_SPECS.clear()
+    task_def_module.TASK_TYPE_SPECS.update(specs)
 
 
 def test_a_task_type_registered_outside_the_package_trains(outside_registry, tiny_model_dir, tmp_path):
     yaml_path = tmp_path / "choice.yml"
-    # No `loss` key: the handler's default_loss applies.
+    # No `loss` key: the default loss of the handler's spec applies.
     yaml_path.write_text(
         "choice:\n  data_format: PremiseAndOneHypothesis\n  task_type: ClozeChoice\n  n_class: 2\n"
         "  metric_meta: [ACC]\n  enable_san: false\n  dropout_p: 0.0\n",

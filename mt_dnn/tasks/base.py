@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
-from data_utils.task_def import LossCriterion, TaskDef, TaskType
+from data_utils.task_def import TaskDef, TaskType, TaskTypeSpec
 from mt_dnn.loss import stable_kl
 
 if TYPE_CHECKING:
@@ -79,9 +79,10 @@ class TaskHandler:
     task_type: ClassVar[TaskType]
     # Whether predictions map to GLUE submission rows (one label or score per example).
     glue_submission: ClassVar[bool] = False
-    # The YAML's ``loss`` when a task leaves it out (None: the built-in table of data_utils/task_def.py,
-    # which preprocessing reads without importing the training code).
-    default_loss: ClassVar[LossCriterion | None] = None
+    # What the YAML loader knows of the type (label space, default losses); None for the built-in
+    # types, whose specs live in data_utils/task_def.py because preprocessing reads YAML files
+    # without importing the training code. A type added from outside sets it.
+    spec: ClassVar[TaskTypeSpec | None] = None
 
     def build_head(self, task_def: TaskDef, ctx: HeadContext) -> nn.Module:
         """The task's output layer: ``head(features: EncoderFeatures) -> logits``."""

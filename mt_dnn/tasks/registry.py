@@ -3,7 +3,7 @@ behaviour of its ``task_type``; ``get_task_handler`` finds it. Adding a task typ
 from __future__ import annotations
 
 from data_utils.errors import MTDNNInputError
-from data_utils.task_def import TaskType, mark_task_type_supported
+from data_utils.task_def import TASK_TYPE_SPECS, TaskType, register_task_type
 from mt_dnn.tasks.base import TaskHandler
 
 TASK_HANDLERS: dict[TaskType, TaskHandler] = {}
@@ -14,9 +14,12 @@ def register_task_handler(cls: type[TaskHandler]) -> type[TaskHandler]:
     task_type = TaskType(cls.task_type)
     if task_type in TASK_HANDLERS and type(TASK_HANDLERS[task_type]) is not cls:
         raise ValueError(f"task type {task_type.name} already has the handler {type(TASK_HANDLERS[task_type]).__name__}")
+    if cls.spec is not None:
+        # The YAML loader accepts a task type once something can train it.
+        register_task_type(task_type, cls.spec)
+    elif task_type not in TASK_TYPE_SPECS:
+        raise ValueError(f"{cls.__name__}: task type {task_type.name} needs a TaskTypeSpec (set the class's 'spec')")
     TASK_HANDLERS[task_type] = cls()
-    # The YAML loader accepts a task type once something can train it.
-    mark_task_type_supported(task_type, cls.default_loss)
     return cls
 
 
