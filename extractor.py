@@ -29,8 +29,9 @@ from data_utils.errors import MTDNNInputError, run_cli
 from data_utils.file_io import atomic_write, iter_lines
 from data_utils.log_utils import setup_logging
 from data_utils.task_def import EncoderModelType
+from mt_dnn.checkpoint import is_mtdnn_checkpoint
 from mt_dnn.encode import extract
-from mt_dnn.matcher import is_mtdnn_checkpoint, load_encoder
+from mt_dnn.encoder import load_encoder
 from mt_dnn.options import ModelOptions
 
 logger = logging.getLogger("mt_dnn")

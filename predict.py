@@ -76,6 +76,27 @@ def parse_metrics(text: str) -> tuple[Metric, ...]:
     return tuple(supported[name.lower()] for name in names)
 
 
+def head_name(names: list[str], dataset: str) -> str | None:
+    """The head among ``names`` that a task or dataset name (``mnli_matched`` → ``mnli``) belongs to, if any."""
+    name = dataset if dataset in names else task_name_of(dataset)
+    if name not in names and DATASET_ALIASES.get(name) in names:
+        name = DATASET_ALIASES[name]
+    return name if name in names else None
+
+
+def check_input_fits_head(path: str, names: list[str], task_def: TaskDef) -> None:
+    """Refuse features whose file name (``<dataset>_<split>.json``) names another head's task of the checkpoint."""
+    stem = Path(path).name.split(".")[0]
+    dataset = stem.rsplit("_", 1)[0] if stem.rsplit("_", 1)[-1] in ("train", "dev", "test") else stem
+    owner = head_name(names, dataset)
+    if owner is not None and owner != task_def.name:
+        raise MTDNNInputError(
+            f"holds dataset {dataset!r} of task {owner}, but the head chosen is task {task_def.name}'s "
+            f"({task_def.task_type.name}); pass --task {owner}, or rename the file if it really is {task_def.name} data",
+            path,
+        )
+
+
 def select_task(run: RunCheckpoint, task: str | None, task_id: int | None, checkpoint: str) -> int:
     """The head index of ``--task`` (task or dataset name) and/or ``--task_id``; they must agree."""
     names = run.task_names
@@ -86,10 +107,8 @@ def select_task(run: RunCheckpoint, task: str | None, task_id: int | None, check
         if task_id is None:
             raise MTDNNInputError("give --task (or --task_id)")
         return task_id
-    name = task if task in names else task_name_of(task)
-    if name not in names and DATASET_ALIASES.get(name) in names:
-        name = DATASET_ALIASES[name]
-    if name not in names:
+    name = head_name(names, task)
+    if name is None:
         raise MTDNNInputError(f"task {task!r} has no head in this checkpoint ({listing})", checkpoint)
     index = names.index(name)
     if task_id is not None and task_id != index:
@@ -144,6 +163,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if metric_meta is not None:
         task_def = dataclasses.replace(task_def, metric_meta=metric_meta)
     logger.info("task %s (head %d of %s): %s", task_def.name, task_id, ", ".join(run.task_names), args.checkpoint)
+    check_input_fits_head(args.prep_input, run.task_names, task_def)
 
     dataset = load_input(args.prep_input, task_def, args.max_seq_len, run.encoder_config.get("max_position_embeddings"))
     loader = build_eval_loader(dataset, args.batch_size_eval, Collater(run.pad_token_id, args.max_seq_len, keep_samples=True))

@@ -12,134 +12,147 @@ Resume exactly where a checkpoint stopped:
 
     python train.py ... --resume --model_ckpt checkpoint/model_0.pt
 
-The file reads top to bottom: options → data → model → the training loop → evaluation.
+Every input (flags, paths, datasets against the encoder's positions and the tasks' labels) is
+checked before the first update. Each epoch is checkpointed before it is evaluated; an evaluation
+that fails is reported and training goes on, and the run then exits with code 2 naming it.
+
+The file reads top to bottom: setup → train one epoch → save → evaluate, repeated per epoch.
 """
 from __future__ import annotations
 
 import json
 import logging
-import os
-import random
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
 from data_utils.errors import MTDNNInputError, run_cli
 from data_utils.file_io import atomic_write
-from data_utils.log_utils import setup_logging
+from data_utils.log_utils import log_to_files_only
 from data_utils.task_def import TaskDef, get_task_def, load_task_defs, task_def_to_dict
-from mt_dnn.batcher import Collater, MultiTaskDataset, TaskDataset, apply_word_dropout, build_eval_loader
-from mt_dnn.checkpoint import is_mtdnn_checkpoint, load_mtdnn_checkpoint, save_training_checkpoint, set_rng_state
+from mt_dnn.batcher import (
+    Collater,
+    MultiTaskDataset,
+    TaskDataset,
+    apply_word_dropout,
+    build_eval_loader,
+)
+from mt_dnn.checkpoint import (
+    check_resumable,
+    is_mtdnn_checkpoint,
+    load_mtdnn_checkpoint,
+    save_training_checkpoint,
+    set_rng_state,
+)
 from mt_dnn.encode import write_encodings
+from mt_dnn.encoder import load_encoder, position_limit
 from mt_dnn.inference import EvalSettings, evaluate, format_metrics, write_eval_outputs
-from mt_dnn.matcher import SANBertNetwork, load_encoder
+from mt_dnn.matcher import SANBertNetwork
 from mt_dnn.model import MTDNNModel
-from mt_dnn.options import DataOptions, options_to_dict
+from mt_dnn.options import (
+    AdvOptions,
+    DataOptions,
+    ModelOptions,
+    TrainOptions,
+    options_to_dict,
+)
+from mt_dnn.run_setup import (
+    dataset_files,
+    load_datasets,
+    open_tensorboard,
+    prepare_output_dir,
+    set_seed,
+)
 from mt_dnn.sampler import MultiTaskBatchSampler, SamplerOptions
-from mt_dnn.train_args import RunOptions, build_parser, options_from_args  # noqa: F401  (build_parser, options_from_args: tests import them from here)
+from mt_dnn.sources import load_tokenizer
+from mt_dnn.train_args import RunOptions, build_parser, options_from_args  # noqa: F401  (tests import them from here)
 
 logger = logging.getLogger("mt_dnn")
 
 
-def dataset_files(data: DataOptions, with_train: bool) -> tuple[dict[str, Path], dict[str, list[tuple[str, Path]]]]:
-    """Train files and the dev/test files of every test dataset; a missing file is an error now."""
-    data_dir = Path(data.data_dir)
-    train = {}
-    for name in data.train_datasets if with_train else ():
-        path = data_dir / f"{name}_train.json"
-        if not path.is_file():
-            raise MTDNNInputError(f"training file of dataset {name!r} not found (run prepro_std.py first)", path)
-        train[name] = path
-    tests = {}
-    for name in data.test_datasets:
-        found = [(split, data_dir / f"{name}_{split}.json") for split in ("dev", "test")]
-        found = [(split, path) for split, path in found if path.is_file()]
-        if not found:
-            raise MTDNNInputError(f"test dataset {name!r}: neither {name}_dev.json nor {name}_test.json exists", data_dir)
-        tests[name] = found
-    return train, tests
-
-
-def open_tensorboard(run: RunOptions, output_dir: Path) -> Any:
-    """A ``SummaryWriter`` under ``<output_dir>/<tensorboard_logdir>`` with ``--tensorboard``, else None."""
-    if not run.tensorboard:
-        return None
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        logger.warning("--tensorboard needs the tensorboard package (pip install tensorboard); not logging to it")
-        return None
-    return SummaryWriter(str(output_dir / run.tensorboard_logdir))
-
-
-def set_seed(seed: int) -> None:
-    """Seed python, numpy and torch (all devices)."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-# ----------------------------------------------------------------------------- main
-def main(argv: list[str] | None = None) -> None:
-    """Train, evaluate every epoch, write score files and checkpoints."""
-    args = build_parser(__doc__).parse_args(argv)
-    run, data, model_opts, train_opts, adv_opts = options_from_args(args)
-    task_defs_all = load_task_defs(data.task_def)
-    train_files, test_files = dataset_files(data, with_train=not run.encode_mode)
-    output_dir = Path(run.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    setup_logging(output_dir / run.log_file if not os.path.isabs(run.log_file) else run.log_file)
-    set_seed(train_opts.seed)
-    device = torch.device("cuda" if run.cuda and torch.cuda.is_available() else "cpu")
-
-    # Tasks: one head per distinct task of the training (and test) datasets, in first-seen order.
+# ----------------------------------------------------------------------------- setup
+def run_task_defs(task_defs_all: dict[str, TaskDef], data: DataOptions) -> list[TaskDef]:
+    """One head per distinct task of the training (and test) datasets, in first-seen order."""
     task_defs: list[TaskDef] = []
     for name in list(data.train_datasets) + list(data.test_datasets):
         task_def = get_task_def(task_defs_all, name, data.task_def)
         if task_def not in task_defs:
             task_defs.append(task_def)
+    return task_defs
 
-    from transformers import AutoTokenizer
 
-    tokenizer_source = run.tokenizer or (None if is_mtdnn_checkpoint(model_opts.init_checkpoint) else model_opts.init_checkpoint)
-    if tokenizer_source is None:
-        raise MTDNNInputError("--init_checkpoint is an MT-DNN .pt file: name its tokenizer with --tokenizer")
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, cache_dir=model_opts.transformer_cache)
-
-    eval_collater = Collater(tokenizer.pad_token_id or 0, data.max_seq_len, data.do_padding, keep_samples=True)
-    eval_sets = {
-        (name, split): TaskDataset(path, get_task_def(task_defs_all, name, data.task_def), name, data.max_seq_len)
-        for name, files in test_files.items()
-        for split, path in files
-    }
-    network = SANBertNetwork(load_encoder(model_opts), task_defs, model_opts, sep_token_id=tokenizer.sep_token_id)
-    if is_mtdnn_checkpoint(model_opts.init_checkpoint) and not run.resume:
-        # A saved run contributes weights only (heads matched by task name), never options.
+def build_network(model_opts: ModelOptions, task_defs: list[TaskDef], sep_token_id: int | None, resume: bool) -> SANBertNetwork:
+    """The encoder with one head per task; an MT-DNN ``--init_checkpoint`` gives weights (heads by task name)."""
+    network = SANBertNetwork(load_encoder(model_opts), task_defs, model_opts, sep_token_id=sep_token_id)
+    if is_mtdnn_checkpoint(model_opts.init_checkpoint) and not resume:
+        # A saved run contributes weights only, never options.
         source = load_mtdnn_checkpoint(model_opts.init_checkpoint)
         source_tasks = [task["name"] for task in (source.get("config") or {}).get("task_defs", [])]
         fresh = network.load_weights(source["state"], source_tasks)
         if fresh:
             logger.info("heads not in %s start fresh: %s", model_opts.init_checkpoint, ", ".join(fresh))
+    return network
+
+
+@dataclass
+class TrainingRun:
+    """What setup builds and the loop uses."""
+
+    run: RunOptions
+    data: DataOptions
+    train_opts: TrainOptions
+    output_dir: Path
+    model: MTDNNModel
+    sampler: MultiTaskBatchSampler
+    train_loader: torch.utils.data.DataLoader
+    eval_sets: dict[tuple[str, str], TaskDataset]
+    eval_collater: Collater
+    eval_settings: EvalSettings
+    config: dict[str, Any]
+    word_dropout_rng: torch.Generator
+    unk_id: int
+    special_ids: list[int]
+    tensorboard: Any = None
+
+
+def setup(
+    run: RunOptions, data: DataOptions, model_opts: ModelOptions, train_opts: TrainOptions, adv_opts: AdvOptions
+) -> TrainingRun | None:
+    """Load and check everything a run needs; None when ``--encode_mode`` has written its encodings."""
+    task_defs_all = load_task_defs(data.task_def)
+    train_files, test_files = dataset_files(data, with_train=not run.encode_mode)
+    if run.resume and not Path(run.model_ckpt).is_file():
+        raise MTDNNInputError("--model_ckpt: checkpoint to resume not found", run.model_ckpt)
+    output_dir = prepare_output_dir(run)
+    set_seed(train_opts.seed)
+    device = torch.device("cuda" if run.cuda and torch.cuda.is_available() else "cpu")
+    task_defs = run_task_defs(task_defs_all, data)
+    tokenizer_source = run.tokenizer or (None if is_mtdnn_checkpoint(model_opts.init_checkpoint) else model_opts.init_checkpoint)
+    if tokenizer_source is None:
+        raise MTDNNInputError("--init_checkpoint is an MT-DNN .pt file: name its tokenizer with --tokenizer")
+    tokenizer = load_tokenizer(tokenizer_source, model_opts.transformer_cache, "--tokenizer" if run.tokenizer else "--init_checkpoint")
+    network = build_network(model_opts, task_defs, tokenizer.sep_token_id, run.resume)
+    limit = position_limit(network.bert)
+    if limit is not None and data.max_seq_len > limit:
+        raise MTDNNInputError(f"--max_seq_len {data.max_seq_len} is more than the encoder's {limit} positions")
+    eval_sets = load_datasets(test_files, task_defs_all, data, limit, is_train=False)
+    eval_collater = Collater(tokenizer.pad_token_id or 0, data.max_seq_len, data.do_padding, keep_samples=True)
     if run.encode_mode:  # each test dataset's test split (else dev) → {name}_encoding.pt, then stop
         write_encodings(network.to(device), eval_sets, output_dir, data.batch_size_eval, eval_collater, device)
-        return
+        return None
 
     # Data: per-task datasets, the multi-task sampler (paper's Algorithm 1), the collater.
-    train_sets = [
-        TaskDataset(path, get_task_def(task_defs_all, name, data.task_def), name, data.max_seq_len, is_train=True)
-        for name, path in train_files.items()
-    ]
+    train_sets = list(load_datasets(train_files, task_defs_all, data, limit, is_train=True).values())
     sampler = MultiTaskBatchSampler(train_sets, data.batch_size, options=SamplerOptions.of_run(data, train_opts.seed))
-    collater = Collater(tokenizer.pad_token_id or 0, data.max_seq_len, data.do_padding)
     train_loader = torch.utils.data.DataLoader(
         MultiTaskDataset(train_sets),
         batch_sampler=sampler,
-        collate_fn=collater,
+        collate_fn=Collater(tokenizer.pad_token_id or 0, data.max_seq_len, data.do_padding),
         num_workers=data.dataloader_num_workers,
         generator=torch.Generator().manual_seed(train_opts.seed),
     )
@@ -153,11 +166,7 @@ def main(argv: list[str] | None = None) -> None:
         "adv": options_to_dict(adv_opts),
         "task_defs": [task_def_to_dict(t) for t in task_defs],
         "encoder_config": network.bert.config.to_dict(),
-        "tokenizer": {
-            "name": tokenizer_source,
-            "pad_token_id": tokenizer.pad_token_id or 0,
-            "sep_token_id": tokenizer.sep_token_id,
-        },
+        "tokenizer": {"name": tokenizer_source, "pad_token_id": tokenizer.pad_token_id or 0, "sep_token_id": tokenizer.sep_token_id},
     }
     with atomic_write(output_dir / "config.json") as handle:
         json.dump(config, handle, indent=2, default=str)
@@ -168,73 +177,125 @@ def main(argv: list[str] | None = None) -> None:
         len(sampler),
         model.total_updates,
     )
+    return TrainingRun(
+        run, data, train_opts, output_dir, model, sampler, train_loader, eval_sets, eval_collater,
+        EvalSettings.of_run(model_opts, train_opts, device), config,
+        word_dropout_rng=torch.Generator().manual_seed(train_opts.seed),
+        unk_id=tokenizer.unk_token_id if tokenizer.unk_token_id is not None else 0,
+        special_ids=tokenizer.all_special_ids,
+        tensorboard=open_tensorboard(run, output_dir),
+    )
 
-    tensorboard = open_tensorboard(run, output_dir)
-    start_epoch, start_position = 0, 0
-    word_dropout_rng = torch.Generator().manual_seed(train_opts.seed)
-    if run.resume:
-        checkpoint = load_mtdnn_checkpoint(run.model_ckpt)
-        model.load_training_state(checkpoint)
-        set_rng_state(checkpoint["rng"])
-        word_dropout_rng.set_state(checkpoint["rng"]["word_dropout"])
-        # The sampler refuses a checkpoint saved with other data, batch size, seed or mixing options.
-        sampler.load_state_dict(checkpoint["sampler"])
-        start_epoch, start_position = checkpoint["sampler"]["epoch"], checkpoint["sampler"]["start"]
-        logger.info("resumed from %s at epoch %d, batch %d, update %d", run.model_ckpt, start_epoch, start_position, model.updates)
 
-    eval_settings = EvalSettings.of_run(model_opts, train_opts, device)
+def resume(t: TrainingRun) -> tuple[int, int]:
+    """Restore model, RNGs and data position from ``--model_ckpt``; returns (epoch, batch) to start from."""
+    path = t.run.model_ckpt
+    checkpoint = load_mtdnn_checkpoint(path)
+    check_resumable(checkpoint, t.config, path)
+    try:
+        t.model.load_training_state(checkpoint)
+    except (RuntimeError, ValueError, KeyError) as err:
+        raise MTDNNInputError(f"cannot resume: the checkpoint's state does not fit this run ({str(err).splitlines()[0]})", path) from None
+    set_rng_state(checkpoint["rng"])
+    t.word_dropout_rng.set_state(checkpoint["rng"]["word_dropout"])
+    # The sampler refuses a checkpoint saved with other data, batch size, seed or mixing options.
+    t.sampler.load_state_dict(checkpoint["sampler"])
+    epoch, position = checkpoint["sampler"]["epoch"], checkpoint["sampler"]["start"]
+    logger.info("resumed from %s at epoch %d, batch %d, update %d", path, epoch, position, t.model.updates)
+    return epoch, position
 
-    def evaluate_all(epoch: int | None, updates: int | None) -> None:
-        # Evaluation draws no training randomness: fork the RNG so resume stays exact.
-        with torch.random.fork_rng(devices=[]):
-            for (name, split), dataset in eval_sets.items():
-                loader = build_eval_loader(dataset, data.batch_size_eval, eval_collater)
-                result = evaluate(model.network, loader, dataset.task_def, split == "dev", eval_settings)
-                write_eval_outputs(result, output_dir, name, split, dataset.task_def, run.glue_format_on, epoch, updates)
-                logger.info("%s %s (epoch %s, update %d): %s", name, split, epoch, model.updates, format_metrics(result.metrics))
-                for metric, value in result.metrics.items():
-                    if tensorboard is not None and isinstance(value, float):
-                        tensorboard.add_scalar(f"{name}/{split}/{metric}", value, model.updates)
 
-    special_ids = tokenizer.all_special_ids
-    unk_id = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else 0
-    for epoch in range(start_epoch, train_opts.epochs):
-        sampler.set_epoch(epoch, start=start_position)
-        logger.info("epoch %d: %d batches", epoch, len(sampler) - start_position)
-        started, examples, running_loss = time.time(), 0, None
-        progress = tqdm(train_loader, total=len(sampler) - start_position, disable=not sys.stderr.isatty(), desc=f"epoch {epoch}")
-        for position, batch in enumerate(progress, start=start_position + 1):
-            if data.dropout_w > 0:
-                batch.input_ids = apply_word_dropout(
-                    batch.input_ids, batch.attention_mask, data.dropout_w, unk_id, special_ids, word_dropout_rng
-                )
-            loss = model.update(batch)
-            examples += batch.batch_size
-            if loss is not None:
-                running_loss = loss if running_loss is None else 0.99 * running_loss + 0.01 * loss
-            if model.stepped and model.updates % run.log_per_updates == 0:
-                rate = examples / max(time.time() - started, 1e-9)
-                eta = (len(sampler) - position) * (time.time() - started) / max(position - start_position, 1)
-                logger.info(
-                    "task %s update %d loss %.4f lr %.3e | %.1f examples/s | epoch ETA %.0fs",
-                    batch.dataset, model.updates, running_loss or float("nan"), model.learning_rate, rate, eta,
-                )
-                if tensorboard is not None and running_loss is not None:
-                    tensorboard.add_scalar("train/loss", running_loss, model.updates)
-                    tensorboard.add_scalar("train/lr", model.learning_rate, model.updates)
-            if run.save_per_updates_on and model.stepped and model.updates % run.save_per_updates == 0:
-                evaluate_all(None, model.updates)
-                save_training_checkpoint(
-                    output_dir / f"model_{epoch}_{model.updates}.pt", model.training_state(), config, epoch,
-                    sampler.state_dict(batches_done=position), word_dropout_rng,
-                )
-        start_position = 0
-        elapsed = time.time() - started
-        logger.info("epoch %d done in %.0fs (%.1f examples/s)", epoch, elapsed, examples / max(elapsed, 1e-9))
-        evaluate_all(epoch, None)
-        save_training_checkpoint(
-            output_dir / f"model_{epoch}.pt", model.training_state(), config, epoch, sampler.state_dict(batches_done=len(sampler)), word_dropout_rng
-        )
+# ----------------------------------------------------------------------------- the loop
+def train_one_epoch(t: TrainingRun, epoch: int, start_position: int) -> None:
+    """One pass over the sampler's plan from ``start_position``: update, log, save every N updates."""
+    t.sampler.set_epoch(epoch, start=start_position)
+    logger.info("epoch %d: %d batches", epoch, len(t.sampler) - start_position)
+    started, examples, running_loss = time.time(), 0, None
+    progress = tqdm(t.train_loader, total=len(t.sampler) - start_position, disable=not sys.stderr.isatty(), desc=f"epoch {epoch}")
+    for position, batch in enumerate(progress, start=start_position + 1):
+        if t.data.dropout_w > 0:
+            batch.input_ids = apply_word_dropout(
+                batch.input_ids, batch.attention_mask, t.data.dropout_w, t.unk_id, t.special_ids, t.word_dropout_rng
+            )
+        loss = t.model.update(batch)
+        examples += batch.batch_size
+        if loss is not None:
+            running_loss = loss if running_loss is None else 0.99 * running_loss + 0.01 * loss
+        if not t.model.stepped:
+            continue
+        updates = t.model.updates
+        if updates % t.run.log_per_updates == 0:
+            rate = examples / max(time.time() - started, 1e-9)
+            eta = (len(t.sampler) - position) * (time.time() - started) / max(position - start_position, 1)
+            logger.info(
+                "task %s update %d loss %.4f lr %.3e | %.1f examples/s | epoch ETA %.0fs",
+                batch.dataset, updates, running_loss or float("nan"), t.model.learning_rate, rate, eta,
+            )
+            if t.tensorboard is not None and running_loss is not None:
+                t.tensorboard.add_scalar("train/loss", running_loss, updates)
+                t.tensorboard.add_scalar("train/lr", t.model.learning_rate, updates)
+        if t.run.save_per_updates_on and updates % t.run.save_per_updates == 0:
+            save(t, f"model_{epoch}_{updates}.pt", epoch, batches_done=position)
+            evaluate_all(t, None, updates)
+    elapsed = time.time() - started
+    logger.info("epoch %d done in %.0fs (%.1f examples/s)", epoch, elapsed, examples / max(elapsed, 1e-9))
+
+
+def save(t: TrainingRun, name: str, epoch: int, batches_done: int) -> None:
+    """Atomically write ``<output_dir>/<name>``: weights, optimizer, data position and RNGs."""
+    save_training_checkpoint(
+        t.output_dir / name, t.model.training_state(), t.config, epoch, t.sampler.state_dict(batches_done=batches_done),
+        t.word_dropout_rng,
+    )
+
+
+def evaluate_all(t: TrainingRun, epoch: int | None, updates: int | None) -> list[str]:
+    """Evaluate every dev/test set and write its score file; returns one line per evaluation that failed."""
+    failures = []
+    # Evaluation draws no training randomness: fork the RNG so resume stays exact.
+    with torch.random.fork_rng(devices=[]):
+        for (name, split), dataset in t.eval_sets.items():
+            try:
+                loader = build_eval_loader(dataset, t.data.batch_size_eval, t.eval_collater)
+                result = evaluate(t.model.network, loader, dataset.task_def, split == "dev", t.eval_settings)
+                write_eval_outputs(result, t.output_dir, name, split, dataset.task_def, t.run.glue_format_on, epoch, updates)
+            except (MTDNNInputError, OSError, ValueError, RuntimeError) as err:
+                # The checkpoint is already saved: report, go on with the next dataset and the next epoch.
+                failures.append(f"{name} {split} (epoch {epoch}, update {t.model.updates}): {type(err).__name__}: {err}")
+                logger.error("evaluation of %s failed; training goes on", failures[-1])
+                continue
+            logger.info("%s %s (epoch %s, update %d): %s", name, split, epoch, t.model.updates, format_metrics(result.metrics))
+            for metric, value in result.metrics.items():
+                if t.tensorboard is not None and isinstance(value, float):
+                    t.tensorboard.add_scalar(f"{name}/{split}/{metric}", value, t.model.updates)
+    return failures
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Train, checkpoint and evaluate every epoch; exit 2 with one line on any fault."""
+    run, data, model_opts, train_opts, adv_opts = options_from_args(build_parser(__doc__).parse_args(argv))
+    try:
+        t = setup(run, data, model_opts, train_opts, adv_opts)
+        if t is None:
+            return
+        start_epoch, start_position = resume(t) if run.resume else (0, 0)
+        if start_epoch >= train_opts.epochs:
+            logger.warning(
+                "%s ends a %d-epoch run: nothing left to train (to go on, start a new run from it with --init_checkpoint)",
+                run.model_ckpt, train_opts.epochs,
+            )
+            return
+        failures: list[str] = []
+        for epoch in range(start_epoch, train_opts.epochs):
+            train_one_epoch(t, epoch, start_position)
+            start_position = 0
+            save(t, f"model_{epoch}.pt", epoch, batches_done=len(t.sampler))
+            failures += evaluate_all(t, epoch, None)
+        if failures:
+            raise MTDNNInputError(f"training finished, but {len(failures)} evaluation(s) failed; first: {failures[0]}")
+    except MTDNNInputError as err:
+        log_to_files_only(f"error: {err}")  # run_cli prints it to stderr
+        raise
 
 
 if __name__ == "__main__":

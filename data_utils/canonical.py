@@ -10,9 +10,14 @@ Layouts by ``data_format`` (no header, tab-separated; each is parsed by its form
 
 ``prepare_distillation_data.py --add_soft_label`` inserts one more column right after the
 label: a JSON list of probabilities, read here as ``CanonicalRow.softlabel``.
+
+A row whose premise or hypothesis is empty (or blank) is kept, with one warning per file that
+counts such rows and names the first: the reader returns what the file holds, and the raw
+converters already refuse empty texts.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from data_utils.errors import MTDNNInputError
@@ -21,6 +26,8 @@ from data_utils.formats import CanonicalRow, get_data_format
 from data_utils.task_def import TaskDef
 
 __all__ = ["CanonicalRow", "encode_row_label", "read_canonical"]
+
+logger = logging.getLogger(__name__)
 
 # Upstream stripped whole lines; tabs are kept here so that an empty last cell stays a cell.
 _LINE_EDGE = " \r\n\f\v"
@@ -46,13 +53,21 @@ def read_canonical(path: str | Path, task_def: TaskDef) -> list[CanonicalRow]:
             f"task {task_def.name}: data format {task_def.data_format.name} has no canonical TSV reader", path
         )
     rows = []
+    blanks: list[tuple[int, str]] = []
     for line_no, line in iter_lines(path, strip=False):
         line = line.strip(_LINE_EDGE)
         if not line:
             raise MTDNNInputError("empty line (canonical files have one row a line)", path, line_no)
         row = data_format.parse_row(line.split("\t"), line_no, task_def, path)
         encode_row_label(row, task_def, path)
+        blank = data_format.blank_text(row)
+        if blank is not None:
+            blanks.append((line_no, blank))
         rows.append(row)
     if not rows:
         raise MTDNNInputError("no rows: the file is empty", path)
+    if blanks:
+        line_no, blank = blanks[0]
+        logger.warning("%s:%d: %s is empty; %d row(s) of this file have an empty text, kept as they are",
+                       path, line_no, blank, len(blanks))
     return rows

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,18 +34,66 @@ def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-
         raise
 
 
+def remove_stale_temp_files(folder: str | Path, name_glob: str) -> list[Path]:
+    """Delete the temp files that ``atomic_write`` left for targets matching ``name_glob`` when a process was killed."""
+    stale = sorted(Path(folder).glob(f".{name_glob}.*.tmp"))
+    for path in stale:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    return stale
+
+
+# Read with errors="surrogateescape", a byte that is not UTF-8 becomes one lone surrogate
+# U+DC80..U+DCFF, which valid UTF-8 never decodes to: so the text layer keeps its speed and its
+# line splitting (\n, \r\n and \r, as upstream's text-mode reads), and a bad byte is found on its
+# own line. Only non-ASCII text is searched (``str.isascii`` is a flag check, not a scan).
+_BAD_BYTE = re.compile("[\udc80-\udcff]")
+
+
+def _bad_byte(text: str) -> re.Match | None:
+    return None if text.isascii() else _BAD_BYTE.search(text)
+
+
+def _not_utf8(bad: re.Match, column: int, path: Path, line: int) -> MTDNNInputError:
+    byte = ord(bad.group()) - 0xDC00
+    return MTDNNInputError(f"not valid UTF-8 (byte 0x{byte:02x} at column {column})", path, line)
+
+
+def _open_text(path: Path) -> IO[str]:
+    if not path.is_file():
+        raise MTDNNInputError("file not found", path)
+    return open(path, encoding="utf-8-sig", errors="surrogateescape")
+
+
 def iter_lines(path: str | Path, strip: bool = True) -> Iterator[tuple[int, str]]:
     """Yield ``(line_number, line)`` from a UTF-8 text file (a byte-order mark is dropped).
 
     With ``strip`` the line loses whitespace at both ends, as upstream's ``line.strip()``;
-    otherwise only the line break goes.
+    otherwise only the line break goes. A byte that is not UTF-8 raises ``MTDNNInputError``
+    naming its line and column.
     """
     path = Path(path)
-    if not path.is_file():
-        raise MTDNNInputError("file not found", path)
-    with open(path, encoding="utf-8-sig") as handle:
+    with _open_text(path) as handle:
         for number, line in enumerate(handle, start=1):
+            bad = _bad_byte(line)
+            if bad is not None:
+                raise _not_utf8(bad, bad.start() + 1, path, number)
             yield number, (line.strip() if strip else line.rstrip("\r\n"))
+
+
+def read_text(path: str | Path) -> str:
+    """The whole text of a UTF-8 file (byte-order mark dropped, line breaks as ``\\n``).
+
+    A missing file or a byte that is not UTF-8 raises ``MTDNNInputError`` (with line and column).
+    """
+    path = Path(path)
+    with _open_text(path) as handle:
+        text = handle.read()
+    bad = _bad_byte(text)
+    if bad is not None:
+        line_start = text.rfind("\n", 0, bad.start()) + 1
+        raise _not_utf8(bad, bad.start() - line_start + 1, path, text.count("\n", 0, line_start) + 1)
+    return text
 
 
 def clean_text(text: str) -> str:

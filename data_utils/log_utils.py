@@ -16,3 +16,11 @@ def setup_logging(log_file: str | Path | None = None, level: int = logging.INFO)
         handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
     logging.basicConfig(level=level, format=LOG_FORMAT, datefmt="%m/%d %H:%M:%S", handlers=handlers, force=True)
     return logging.getLogger("mt_dnn")
+
+
+def log_to_files_only(message: str, level: int = logging.ERROR) -> None:
+    """Write ``message`` to the log files alone: for an error the CLI also prints to stderr, so it shows once there."""
+    record = logging.getLogger("mt_dnn").makeRecord("mt_dnn", level, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)

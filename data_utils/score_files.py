@@ -7,6 +7,7 @@ each example in turn, for regression the predicted score per example.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from data_utils.errors import MTDNNInputError
-from data_utils.file_io import atomic_write
+from data_utils.file_io import atomic_write, read_text
 from data_utils.task_def import TaskDef
+
+logger = logging.getLogger(__name__)
 
 SCORE_FILE_KEYS = ("metrics", "predictions", "uids", "scores")
 EVAL_SPLITS = ("dev", "test")
@@ -36,6 +39,21 @@ def _to_json_value(value: Any) -> Any:
     if hasattr(value, "tolist"):
         return value.tolist()
     raise TypeError(f"value of type {type(value).__name__} is not JSON serialisable")
+
+
+def _nulls_for_non_finite(value: Any) -> tuple[Any, int]:
+    """``value`` with every NaN or infinite float replaced by None (JSON null), and how many were."""
+    if hasattr(value, "tolist"):  # numpy scalars and arrays, tensors
+        value = value.tolist()
+    if isinstance(value, float):
+        return (value, 0) if math.isfinite(value) else (None, 1)
+    if isinstance(value, dict):
+        pairs = [(key, _nulls_for_non_finite(item)) for key, item in value.items()]
+        return {key: item for key, (item, _) in pairs}, sum(count for _, (_, count) in pairs)
+    if isinstance(value, (list, tuple)):
+        items = [_nulls_for_non_finite(item) for item in value]
+        return [item for item, _ in items], sum(count for _, count in items)
+    return value, 0
 
 
 def _stem(dataset: str, split: str, epoch: int | None, updates: int | None) -> str:
@@ -62,7 +80,10 @@ def glue_submission_name(output_dir: str | Path, dataset: str, split: str, epoch
 
 def write_score_file(path: str | Path, metrics: dict[str, Any], predictions: Sequence[Any],
                      uids: Sequence[Any], scores: Sequence[Any]) -> None:
-    """Write a score file atomically; raises ``ValueError`` on mismatched lengths or non-finite numbers."""
+    """Write a score file atomically; non-finite numbers become JSON null with a warning.
+
+    Raises ``ValueError`` on mismatched lengths.
+    """
     if len(predictions) != len(uids):
         raise ValueError(f"{len(predictions)} predictions but {len(uids)} uids")
     payload = {
@@ -71,6 +92,10 @@ def write_score_file(path: str | Path, metrics: dict[str, Any], predictions: Seq
         "uids": [str(uid) for uid in uids],
         "scores": list(scores),
     }
+    payload, non_finite = _nulls_for_non_finite(payload)
+    if non_finite:
+        # NaN is not JSON: a diverged run or a constant prediction (Pearson of a constant) must not lose the file.
+        logger.warning("%s: %d value(s) were NaN or infinite; written as null", path, non_finite)
     # Serialise before opening the file so a bad value leaves nothing behind.
     text = json.dumps(payload, default=_to_json_value, allow_nan=False)
     with atomic_write(path) as handle:
@@ -117,9 +142,7 @@ def read_score_file(path: str | Path) -> ScoreFile:
     if not path.is_file():
         raise MTDNNInputError("score file not found", path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise MTDNNInputError("score file is not UTF-8 text", path) from None
+        data = json.loads(read_text(path))
     except json.JSONDecodeError as err:
         raise MTDNNInputError(f"invalid JSON: {err.msg} (column {err.colno})", path, err.lineno) from None
     if not isinstance(data, dict):

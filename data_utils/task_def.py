@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from data_utils.errors import MTDNNInputError
+from data_utils.file_io import read_text
 
 
 class TaskType(IntEnum):
@@ -394,7 +395,7 @@ def load_task_defs(path: str | Path) -> dict[str, TaskDef]:
     if not path.is_file():
         raise MTDNNInputError("task definition file not found", path)
     try:
-        root = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+        root = yaml.compose(read_text(path), Loader=yaml.SafeLoader)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None

@@ -74,6 +74,8 @@ class TaskDataset(torch.utils.data.Dataset):
         self.samples: list[dict] = []
         self._lengths: list[int] = []
         self.n_truncated = 0
+        # (token length, line) of the longest example as stored (after any truncation).
+        self.longest = (0, 0)
         self._format = get_data_format(task_def.data_format)
         self._load()
 
@@ -116,6 +118,8 @@ class TaskDataset(torch.utils.data.Dataset):
                 self.n_truncated += 1
             self.samples.append(sample)
             self._lengths.append(length)
+            if length > self.longest[0]:
+                self.longest = (length, line_no)
         if not self.samples:
             raise MTDNNInputError("no examples: the file is empty", self.path)
         logger.info(
@@ -142,6 +146,17 @@ class TaskDataset(torch.utils.data.Dataset):
     def _truncate(self, sample: dict) -> int:
         """Cut an over-long training example to ``max_seq_len`` in place; returns the new length."""
         return self._format.truncate(sample, self.max_seq_len)
+
+    def check_fits(self, position_limit: int) -> None:
+        """``MTDNNInputError`` at the longest example when it has more tokens than the encoder has positions."""
+        length, line = self.longest
+        if length > position_limit:
+            raise MTDNNInputError(
+                f"an example of {length} tokens, longer than the encoder's {position_limit} positions "
+                f"(re-run prepro_std.py with --max_seq_len {position_limit})",
+                self.path,
+                line,
+            )
 
     def lengths(self) -> list[int]:
         """Token length of every example (the longest hypothesis for multi-hypothesis data)."""

@@ -13,11 +13,12 @@ Rebuilding needs nothing downloaded: the encoder comes from the checkpoint's own
 from __future__ import annotations
 
 import logging
+import pickle
 import random
-import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,30 +27,11 @@ from transformers import AutoConfig, AutoModel, BertConfig, PretrainedConfig
 from data_utils.errors import MTDNNInputError
 from data_utils.file_io import atomic_write
 from data_utils.task_def import TaskDef, task_def_from_dict
+from mt_dnn.matcher import SANBertNetwork
 from mt_dnn.options import ModelOptions, TrainOptions, model_options_from_dict
-
-if TYPE_CHECKING:
-    from mt_dnn.matcher import SANBertNetwork
+from mt_dnn.state_keys import BERT_CONFIG_KEYS, check_state_keys
 
 logger = logging.getLogger(__name__)
-
-# The BERT config keys of released MT-DNN checkpoints (SPEC §8, strip_model.py).
-BERT_CONFIG_KEYS = (
-    "vocab_size",
-    "hidden_size",
-    "num_hidden_layers",
-    "num_attention_heads",
-    "hidden_act",
-    "intermediate_size",
-    "hidden_dropout_prob",
-    "attention_probs_dropout_prob",
-    "max_position_embeddings",
-    "type_vocab_size",
-    "initializer_range",
-)
-ENCODER_PREFIX = "bert."
-LAYER_INDEX = re.compile(r"(?:^|\.)layers?\.(\d+)\.")
-
 
 def is_mtdnn_checkpoint(path: str) -> bool:
     """True for a path to an existing ``.pt`` file; ``load_mtdnn_checkpoint`` then checks its layout."""
@@ -58,10 +40,22 @@ def is_mtdnn_checkpoint(path: str) -> bool:
 
 def load_mtdnn_checkpoint(path: str) -> dict[str, Any]:
     """Load an MT-DNN ``.pt`` file without pickle; a clear error when it is not one."""
+    if not Path(path).is_file():
+        raise MTDNNInputError("checkpoint not found", path)
+    if not zipfile.is_zipfile(path):
+        raise MTDNNInputError("cannot read checkpoint: not a torch.save zip archive (truncated, corrupt or another kind of file)", path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for a bad file
-        raise MTDNNInputError(f"cannot read checkpoint: {str(err).splitlines()[0]}", path) from None
+    except pickle.UnpicklingError:
+        # torch's own message suggests weights_only=False, i.e. running code from the file: never here.
+        raise MTDNNInputError(
+            "cannot read checkpoint: it holds Python objects besides tensors and plain data, and mt-dnn "
+            "never unpickles code from a checkpoint",
+            path,
+        ) from None
+    except Exception as err:  # torch raises several types for a damaged archive
+        first_line = str(err).splitlines()[0] if str(err) else ""
+        raise MTDNNInputError(f"cannot read checkpoint ({type(err).__name__}: {first_line}); damaged file?", path) from None
     if not isinstance(checkpoint, dict) or "state" not in checkpoint:
         raise MTDNNInputError("not an MT-DNN checkpoint (expected a dict with a 'state' key)", path)
     return checkpoint
@@ -74,48 +68,6 @@ def encoder_config_from_checkpoint(checkpoint: dict[str, Any]) -> PretrainedConf
         encoder_config = dict(config["encoder_config"])
         return AutoConfig.for_model(encoder_config.pop("model_type"), **encoder_config)
     return BertConfig(**{key: config[key] for key in BERT_CONFIG_KEYS if key in config})
-
-
-def normalize_state_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """A checkpoint's weights with old ``LayerNorm.gamma``/``beta`` names mapped and position-id buffers dropped."""
-    normalized = {}
-    for key, value in state.items():
-        if key.endswith("position_ids"):
-            continue  # a buffer, not a weight; older checkpoints carry it, newer do not
-        if key.endswith("LayerNorm.gamma"):
-            key = key[: -len("gamma")] + "weight"
-        elif key.endswith("LayerNorm.beta"):
-            key = key[: -len("beta")] + "bias"
-        normalized[key] = value
-    return normalized
-
-
-def encoder_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Encoder weights of a checkpoint, ``bert.`` prefix removed."""
-    return {
-        key[len(ENCODER_PREFIX) :]: value
-        for key, value in normalize_state_keys(state).items()
-        if key.startswith(ENCODER_PREFIX)
-    }
-
-
-def in_cut_layers(key: str, kept: int, depth: int) -> bool:
-    """True for a weight of layers ``kept .. depth - 1``, the ones ``--num_hidden_layers`` cut away."""
-    match = LAYER_INDEX.search(key)
-    return match is not None and kept <= int(match.group(1)) < depth
-
-
-def check_state_keys(
-    missing: list[str], unexpected: list[str], path: str | Path | None, what: str = "key", prefix: str = ""
-) -> None:
-    """One-line error naming the first missing and first unexpected weight, when there are any."""
-    if not missing and not unexpected:
-        return
-    problems = ([f"missing {what} {missing[0]!r}"] if missing else []) + (
-        [f"unexpected {what} {unexpected[0]!r}"] if unexpected else []
-    )
-    lead = f"{prefix}: " if prefix else ""
-    raise MTDNNInputError(f"{lead}{'; '.join(problems)} ({len(missing)} missing, {len(unexpected)} unexpected)", path)
 
 
 def rng_state() -> dict[str, Any]:
@@ -158,9 +110,61 @@ def save_training_checkpoint(
         sampler=sampler_state,
         rng={**rng_state(), "word_dropout": word_dropout_rng.get_state()},
     )
-    with atomic_write(path, "wb") as handle:
-        torch.save(state, handle)
+    try:
+        with atomic_write(path, "wb") as handle:
+            torch.save(state, handle)
+    except (OSError, RuntimeError) as err:
+        # torch reports a full disk as a RuntimeError from its zip writer; atomic_write has removed the temp file.
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else "write failed (disk full?)"
+        raise MTDNNInputError(f"cannot save checkpoint: {reason}; earlier checkpoints are intact", path) from None
     logger.info("saved %s", path)
+
+
+# Encoder config keys that must agree for a checkpoint's weights and optimizer state to fit a network.
+_ENCODER_SHAPE_KEYS = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
+# Task definition keys that decide a head's shape.
+_HEAD_SHAPE_KEYS = ("task_type", "n_class", "enable_san", "data_format")
+
+
+def check_resumable(checkpoint: dict[str, Any], config: dict[str, Any], path: str | Path) -> None:
+    """One-line error naming what differs when ``checkpoint`` was not written by a run of this ``config``.
+
+    Compared: the task set (names in head order), each head's shape-deciding definition, the
+    encoder's architecture and the optimizer.
+    """
+    saved = checkpoint.get("config") or {}
+    if "task_defs" not in saved or "encoder_config" not in saved:
+        raise MTDNNInputError("cannot resume: not a checkpoint written by train.py (its config has no task_defs)", path)
+    saved_tasks = [task["name"] for task in saved["task_defs"]]
+    run_tasks = [task["name"] for task in config["task_defs"]]
+    if saved_tasks != run_tasks:
+        raise MTDNNInputError(
+            f"cannot resume: the checkpoint's tasks are {saved_tasks}, this run's are {run_tasks} "
+            "(to start a new run from its weights, use --init_checkpoint instead of --resume)",
+            path,
+        )
+    for saved_task, run_task in zip(saved["task_defs"], config["task_defs"]):
+        for key in _HEAD_SHAPE_KEYS:
+            if saved_task.get(key) != run_task.get(key):
+                raise MTDNNInputError(
+                    f"cannot resume: task {run_task['name']} has {key} {saved_task.get(key)!r} in the checkpoint "
+                    f"but {run_task.get(key)!r} in --task_def",
+                    path,
+                )
+    for key in _ENCODER_SHAPE_KEYS:
+        if saved["encoder_config"].get(key) != config["encoder_config"].get(key):
+            raise MTDNNInputError(
+                f"cannot resume: the encoder's {key} is {saved['encoder_config'].get(key)!r} in the checkpoint "
+                f"but {config['encoder_config'].get(key)!r} for --init_checkpoint",
+                path,
+            )
+    saved_optimizer = (saved.get("train") or {}).get("optimizer")
+    if saved_optimizer != config["train"]["optimizer"]:
+        raise MTDNNInputError(
+            f"cannot resume: the checkpoint was trained with --optimizer {saved_optimizer}, this run asks for "
+            f"{config['train']['optimizer']}",
+            path,
+        )
 
 
 # Keys of a checkpoint's config that rebuilding its network needs.
@@ -228,8 +232,6 @@ def load_run_checkpoint(path: str | Path, device: torch.device | str = "cpu") ->
     tokenizer = dict(config.get("tokenizer") or {})
     # RoBERTa-style encoders without type ids find the SAN premise end by the separator id.
     sep_token_id = tokenizer.get("sep_token_id", encoder_config.get("sep_token_id"))
-    from mt_dnn.matcher import SANBertNetwork  # matcher reads checkpoints through this module
-
     network = SANBertNetwork(_build_encoder(checkpoint), task_defs, model_opts, sep_token_id=sep_token_id)
     _load_strict(network, checkpoint["state"], path)
     network.to(device).eval()

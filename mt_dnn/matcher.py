@@ -11,66 +11,15 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
-from transformers import AutoConfig, AutoModel, BertConfig, BertModel, PretrainedConfig, PreTrainedModel
+from transformers import PreTrainedModel
 
-from data_utils.errors import MTDNNInputError
 from data_utils.task_def import TaskDef
 from module.pooler import Pooler
-from mt_dnn.checkpoint import (  # noqa: F401  (BERT_CONFIG_KEYS stays importable from here)
-    BERT_CONFIG_KEYS,
-    ENCODER_PREFIX,
-    check_state_keys,
-    encoder_config_from_checkpoint,
-    encoder_state,
-    in_cut_layers,
-    is_mtdnn_checkpoint,
-    load_mtdnn_checkpoint,
-)
 from mt_dnn.options import ModelOptions
+from mt_dnn.state_keys import BERT_CONFIG_KEYS, ENCODER_PREFIX, check_state_keys  # noqa: F401  (BERT_CONFIG_KEYS: importable from here, as before)
 from mt_dnn.tasks import EncoderFeatures, HeadContext, get_task_handler
 
 logger = logging.getLogger(__name__)
-
-def _apply_encoder_options(config: PretrainedConfig, opts: ModelOptions) -> PretrainedConfig:
-    """``--bert_dropout_p`` and ``--num_hidden_layers`` applied to an encoder config."""
-    for key in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
-        if hasattr(config, key):
-            setattr(config, key, opts.bert_dropout_p)
-    if opts.num_hidden_layers > 0:
-        config.num_hidden_layers = min(opts.num_hidden_layers, config.num_hidden_layers)
-    return config
-
-
-def load_encoder(opts: ModelOptions) -> PreTrainedModel:
-    """The shared encoder from a hub id, a local folder or an MT-DNN ``.pt`` file."""
-    source = opts.init_checkpoint
-    if is_mtdnn_checkpoint(source):
-        checkpoint = load_mtdnn_checkpoint(source)
-        config = encoder_config_from_checkpoint(checkpoint)
-        depth = config.num_hidden_layers
-        config = _apply_encoder_options(config, opts)
-        config._attn_implementation = "sdpa"
-        encoder = AutoModel.from_config(config) if not isinstance(config, BertConfig) else BertModel(config)
-        state = encoder_state(checkpoint["state"])
-        expected = {k for k in encoder.state_dict() if not k.endswith("position_ids")}
-        missing = sorted(expected - set(state))
-        # Layers cut by --num_hidden_layers are dropped on purpose, not unexpected.
-        unexpected = sorted(k for k in set(state) - expected if not in_cut_layers(k, config.num_hidden_layers, depth))
-        check_state_keys(missing, unexpected, source, what="encoder key")
-        encoder.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False)
-        return encoder
-    try:
-        config = AutoConfig.from_pretrained(source, cache_dir=opts.transformer_cache)
-    except OSError as err:
-        raise MTDNNInputError(f"cannot load encoder {source!r}: {str(err).splitlines()[0]}") from None
-    config = _apply_encoder_options(config, opts)
-    try:
-        return AutoModel.from_pretrained(
-            source, config=config, cache_dir=opts.transformer_cache, attn_implementation="sdpa"
-        )
-    except (ValueError, ImportError):
-        # Architectures without an SDPA implementation fall back to their default attention.
-        return AutoModel.from_pretrained(source, config=config, cache_dir=opts.transformer_cache)
 
 
 class SANBertNetwork(nn.Module):

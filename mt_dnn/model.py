@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from data_utils.errors import MTDNNInputError
 from data_utils.task_def import TaskDef
 from mt_dnn.inference import EvalSettings, predict_logits
 from mt_dnn.loss import build_criterion
@@ -23,8 +24,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-class NonFiniteLossError(RuntimeError):
-    """Raised after too many consecutive non-finite losses: the run has diverged."""
+class NonFiniteLossError(MTDNNInputError):
+    """Raised after too many consecutive non-finite losses: the run has diverged (one line, exit 2, like any run fault)."""
 
 
 class MTDNNModel:

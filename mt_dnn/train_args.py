@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
+import sys
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -52,9 +54,17 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return f"{help_text} (default: %(default)s)"
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse whose errors are one ``error: …`` line and exit 2, not a usage block of 95 flags."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"error: {message} ({self.prog} --help lists every flag)", file=sys.stderr)
+        sys.exit(2)
+
+
 def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     """Every flag of SPEC §9 with its default and a help line (``train.py --help``)."""
-    p = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
+    p = OneLineErrorParser(description=description, formatter_class=HelpFormatter)
     data = p.add_argument_group("data")
     data.add_argument(
         "--log_file", default="mt-dnn-train.log", help="log file, also echoed to stderr; a relative path is inside --output_dir"
@@ -491,9 +501,46 @@ def _pick(cls: type, args: argparse.Namespace, **overrides: Any) -> Any:
     return cls(**values)
 
 
+# Ranges of the numeric flags that shape a run, checked before anything is loaded (flags kept only
+# for upstream compatibility are left out: they do nothing).
+_AT_LEAST_ONE = (
+    "epochs", "batch_size", "batch_size_eval", "log_per_updates", "save_per_updates", "grad_accumulation_step",
+    "answer_num_turn", "answer_att_hidden_size", "max_answer_len", "bin_size", "adv_k",
+)
+_NOT_NEGATIVE = (
+    "mkd_opt", "dataloader_num_workers", "update_bert_opt", "ratio", "mix_opt", "grad_clipping",
+    "global_grad_clipping", "weight_decay", "momentum", "adv_alpha", "adv_step_size", "adv_noise_var", "adv_epsilon",
+    "learning_rate",  # 0 is allowed: it evaluates a checkpoint's weights through a full run without changing them
+)
+_POSITIVE = ("adam_eps", "init_ratio", "bin_grow_ratio", "sampling_temperature")
+_PROBABILITY = ("answer_mem_drop_p", "dropout_p", "dropout_w", "bert_dropout_p")  # in [0, 1)
+
+
+def check_ranges(args: argparse.Namespace) -> None:
+    """One-line ``MTDNNInputError`` naming the first numeric flag outside its range (NaN and inf included)."""
+
+    def require(name: str, ok: bool, what: str) -> None:
+        value = getattr(args, name)
+        if isinstance(value, float) and not math.isfinite(value) or not ok:
+            raise MTDNNInputError(f"--{name} must be {what}, got {value}")
+
+    for name in _AT_LEAST_ONE:
+        require(name, getattr(args, name) >= 1, "at least 1")
+    for name in _NOT_NEGATIVE:
+        require(name, getattr(args, name) >= 0, "0 or more")
+    for name in _POSITIVE:
+        require(name, getattr(args, name) > 0, "a positive number")
+    for name in _PROBABILITY:
+        require(name, 0 <= getattr(args, name) < 1, "in [0, 1)")
+    require("warmup", 0 <= args.warmup <= 1, "a fraction of the run in [0, 1]")
+    require("max_seq_len", args.max_seq_len >= 2, "at least 2 (room for [CLS] and [SEP])")
+    require("num_hidden_layers", args.num_hidden_layers == -1 or args.num_hidden_layers >= 1, "-1 (all) or at least 1")
+
+
 def options_from_args(args: argparse.Namespace) -> tuple[RunOptions, DataOptions, ModelOptions, TrainOptions, AdvOptions]:
-    """Split the parsed flags into the typed option objects; bad combinations fail here."""
+    """Split the parsed flags into the typed option objects; bad values and combinations fail here."""
     split = lambda text: tuple(name for name in text.split(",") if name)  # noqa: E731
+    check_ranges(args)
     if args.fp16 and args.bf16:
         raise MTDNNInputError("--fp16 and --bf16 are exclusive: pick one")
     if args.grad_accumulation_step < 1:

@@ -11,7 +11,8 @@ import torch
 
 from data_utils.task_def import TaskDef, load_task_defs
 from mt_dnn.batcher import Batch, Collater, TaskDataset
-from mt_dnn.matcher import SANBertNetwork, load_encoder
+from mt_dnn.encoder import load_encoder
+from mt_dnn.matcher import SANBertNetwork
 from mt_dnn.options import ModelOptions
 
 REPO = Path(__file__).resolve().parents[1]

@@ -18,9 +18,15 @@ from transformers import BertConfig, BertModel
 from data_utils.errors import MTDNNInputError
 from module.optimizers import Adamax
 from mt_dnn.batcher import Collater, TaskDataset
-from mt_dnn.matcher import BERT_CONFIG_KEYS, SANBertNetwork, load_encoder
+from mt_dnn.encoder import load_encoder
+from mt_dnn.matcher import BERT_CONFIG_KEYS, SANBertNetwork
 from mt_dnn.model import MTDNNModel, NonFiniteLossError, total_updates
-from mt_dnn.optim import build_optimizer, build_scheduler, parameter_groups, schedule_factor
+from mt_dnn.optim import (
+    build_optimizer,
+    build_scheduler,
+    parameter_groups,
+    schedule_factor,
+)
 from mt_dnn.options import AdvOptions, ModelOptions, TrainOptions
 from mt_dnn.perturbation import SmartPerturbation, normalize_delta
 from mt_dnn.tasks import get_task_handler

@@ -53,11 +53,14 @@ def test_score_file_round_trip_with_numpy_values(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == [path.name]
 
 
-def test_score_file_refuses_nan_and_leaves_nothing(tmp_path):
-    path = tmp_path / "bad.json"
-    with pytest.raises(ValueError):
-        write_score_file(path, {"Pearson": float("nan")}, [1.0], ["0"], [1.0])
-    assert list(tmp_path.iterdir()) == []
+def test_score_file_writes_non_finite_values_as_null_with_a_warning(tmp_path, caplog):
+    # Step 4: a NaN metric (Pearson of a constant prediction) or a diverged score must not cost the file.
+    path = tmp_path / "nan.json"
+    write_score_file(path, {"Pearson": float("nan"), "ACC": 50.0}, [1.0, 2.0], ["0", "1"], [np.float32("inf"), 2.0])
+    data = json.loads(path.read_text(encoding="utf-8"))  # strict JSON: no NaN or Infinity tokens
+    assert data["metrics"] == {"Pearson": None, "ACC": 50.0} and data["scores"] == [None, 2.0]
+    assert "2 value(s) were NaN or infinite; written as null" in caplog.text
+    assert [p.name for p in tmp_path.iterdir()] == ["nan.json"]
 
 
 def test_score_file_length_mismatch(tmp_path):

@@ -17,7 +17,8 @@ import torch
 from data_utils.errors import MTDNNInputError
 from data_utils.task_def import load_task_defs
 from mt_dnn.batcher import Collater, TaskDataset
-from mt_dnn.matcher import BERT_CONFIG_KEYS, SANBertNetwork, load_encoder
+from mt_dnn.encoder import load_encoder
+from mt_dnn.matcher import BERT_CONFIG_KEYS, SANBertNetwork
 from mt_dnn.options import ModelOptions
 from train import build_parser, main, options_from_args
 

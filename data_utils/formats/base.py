@@ -60,6 +60,10 @@ class DataFormatSpec:
         """The training label of a row (``ValueError`` naming the label when it is not the task's)."""
         return task_def.encode_label(row.label)
 
+    def blank_text(self, row: CanonicalRow) -> str | None:
+        """The first empty or whitespace-only text of ``row`` as ``"hypothesis (column 4)"``; ``None`` if all have words."""
+        return None
+
     # --- tokenization (prepro_std.py) -------------------------------------------------
     def check_encodable(self, encoder: FeatureEncoder, task_def: TaskDef) -> None:
         """Fail before reading any row when ``encoder`` cannot produce this format's features."""
@@ -192,6 +196,18 @@ def string_list(cell: str, what: str, path: Path, line: int) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise MTDNNInputError(f"{what} column must be a list of strings", path, line)
     return value
+
+
+def first_blank(row: CanonicalRow, names: list[str], first_column: int) -> str | None:
+    """``"<name> (column N)"`` of the first empty or whitespace-only text of ``row``, texts starting at ``first_column``.
+
+    A soft-label column (after the label) shifts the texts one column to the right.
+    """
+    start = first_column + (row.softlabel is not None)
+    for column, (name, text) in enumerate(zip(names, row.texts), start=start):
+        if not text.strip():
+            return f"{name} (column {column})"
+    return None
 
 
 def with_softlabel(feature: dict[str, Any], row: CanonicalRow) -> dict[str, Any]:

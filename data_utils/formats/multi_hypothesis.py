@@ -12,7 +12,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from data_utils.errors import MTDNNInputError
-from data_utils.formats.base import CanonicalRow, DataFormatSpec, TokenRow, cut, int_list, is_int, soft_label_cell, with_softlabel
+from data_utils.formats.base import (
+    CanonicalRow,
+    DataFormatSpec,
+    TokenRow,
+    cut,
+    first_blank,
+    int_list,
+    is_int,
+    soft_label_cell,
+    with_softlabel,
+)
 from data_utils.formats.registry import register_data_format
 from data_utils.task_def import DataFormat, TaskDef
 
@@ -52,6 +62,11 @@ class PremiseAndMultiHypothesisFormat(DataFormatSpec):
                 line,
             )
         return CanonicalRow(fields[0], fields[2], fields[3:], ruid, soft, line)
+
+    def blank_text(self, row: CanonicalRow) -> str | None:
+        """The first empty premise (column 4; 5 with a soft-label column) or hypothesis after it."""
+        names = ["premise"] + [f"hypothesis {k}" for k in range(1, len(row.texts))]
+        return first_blank(row, names, first_column=4)
 
     def row_label(self, row: CanonicalRow, task_def: TaskDef) -> list[int]:
         """One label id per hypothesis."""

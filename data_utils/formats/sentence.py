@@ -9,7 +9,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from data_utils.formats.base import CanonicalRow, SingleSequenceFormat, fixed_columns, is_int, is_number, with_softlabel
+from data_utils.formats.base import (
+    CanonicalRow,
+    SingleSequenceFormat,
+    first_blank,
+    fixed_columns,
+    is_int,
+    is_number,
+    with_softlabel,
+)
 from data_utils.formats.registry import register_data_format
 from data_utils.task_def import DataFormat, TaskDef
 
@@ -26,6 +34,10 @@ class _SentenceFormat(SingleSequenceFormat):
         """uid, label and the texts of ``columns`` (plus an optional soft-label column after the label)."""
         cells, soft = fixed_columns(fields, self.columns, task_def, path, line)
         return CanonicalRow(cells[0], cells[1], cells[2:], None, soft, line)
+
+    def blank_text(self, row: CanonicalRow) -> str | None:
+        """The first empty premise or hypothesis (columns 3, 4; one more with a soft-label column)."""
+        return first_blank(row, list(self.columns[2:]), first_column=3)
 
     def features(self, encoder: FeatureEncoder, rows: list[CanonicalRow], task_def: TaskDef) -> Iterator[dict[str, Any]]:
         """One token sequence per row: the premise, or the premise and hypothesis as a pair."""

@@ -19,6 +19,8 @@ Outputs, in <root>/canonical_data/ (rows: uid, label, premise, hypothesis):
     size max(1, round(fraction * n)) with Python's round, rows kept in their source order).
 
 Rows without a gold label (SNLI `-`, SciTail premise `-`) are dropped and counted in the log.
+A row with more columns than its layout allows, or whose annotator-label columns (SNLI) hold
+something else than labels, is an error: a tab inside a sentence shifted its columns.
 A task whose sources are all missing is skipped with a warning, unless named in --tasks (then it
 is an error); a task with some splits present and others missing, or no task found at all, is
 an error.
@@ -73,25 +75,43 @@ def _checked_label(task_def: TaskDef, raw: str, path: Path, line_no: int) -> str
     return raw
 
 
-def _tsv_cells(path: Path, skip_header: bool, min_cols: int, what: str, exact: bool = False) -> Iterator[tuple[int, list[str]]]:
-    """Yield ``(line_no, cells)`` of a tab-separated file, read as upstream (strip, split on tabs)."""
+def _tsv_cells(path: Path, skip_header: bool, cols: tuple[int, int], what: str) -> Iterator[tuple[int, list[str]]]:
+    """Yield ``(line_no, cells)`` of a tab-separated file, read as upstream (strip, split on tabs).
+
+    ``cols`` is the (fewest, most) columns a row of the layout has; any other count is an error.
+    """
+    fewest, most = cols
     for line_no, line in iter_lines(path):
         if skip_header and line_no == 1:
             continue
         if not line:
             continue  # a blank line holds no example
         cells = line.split("\t")
-        if len(cells) < min_cols or (exact and len(cells) != min_cols):
-            expected = f"{min_cols}" if exact else f"at least {min_cols}"
+        if len(cells) > most:
+            expected = f"{most}" if fewest == most else f"at most {most}"
+            raise MTDNNInputError(
+                f"expected {expected} tab-separated columns ({what}), got {len(cells)} (a tab inside a sentence?)", path, line_no
+            )
+        if len(cells) < fewest:
+            expected = f"{fewest}" if fewest == most else f"at least {fewest}"
             raise MTDNNInputError(f"expected {expected} tab-separated columns ({what}), got {len(cells)}", path, line_no)
         yield line_no, cells
+
+
+def _check_annotator_labels(cells: list[str], first: int, task_def: TaskDef, path: Path, line_no: int) -> None:
+    """The annotator-label columns from ``first`` on hold labels (or nothing): else a tab inside a sentence shifted them."""
+    for column, cell in enumerate(cells[first:], start=first + 1):
+        if cell not in ("", NO_LABEL) and cell not in task_def.label_index:
+            raise MTDNNInputError(
+                f"column {column} should be an annotator label, got {cell[:40]!r} (a tab inside a sentence?)", path, line_no
+            )
 
 
 def read_scitail(path: Path, task_def: TaskDef) -> SplitData:
     """Read a SciTail ``tsv_format`` file (premise, hypothesis, label); uid = running count."""
     rows: list[list[str]] = []
     dropped = 0
-    for line_no, cells in _tsv_cells(path, skip_header=False, min_cols=3, what="premise, hypothesis, label", exact=True):
+    for line_no, cells in _tsv_cells(path, skip_header=False, cols=(3, 3), what="premise, hypothesis, label"):
         premise, hypothesis, label = cells
         if premise == NO_LABEL:
             dropped += 1
@@ -105,7 +125,8 @@ def read_snli_glue(path: Path, task_def: TaskDef) -> SplitData:
     rows: list[list[str]] = []
     dropped = 0
     # The GLUE files end with label1 (… label5) and gold_label after sentence2 (col 8).
-    for line_no, cells in _tsv_cells(path, skip_header=True, min_cols=11, what="GLUE SNLI layout"):
+    for line_no, cells in _tsv_cells(path, skip_header=True, cols=(11, 15), what="GLUE SNLI layout"):
+        _check_annotator_labels(cells[:-1], 9, task_def, path, line_no)
         if cells[-1] == NO_LABEL:
             dropped += 1
             continue
@@ -117,7 +138,9 @@ def read_snli_txt(path: Path, task_def: TaskDef) -> SplitData:
     """Read an original ``snli_1.0_<split>.txt`` (header; gold_label col 0, sentences cols 5, 6)."""
     rows: list[list[str]] = []
     dropped = 0
-    for line_no, cells in _tsv_cells(path, skip_header=True, min_cols=7, what="snli_1.0 .txt layout"):
+    # captionID and pairID (cols 7, 8) and label1 … label5 follow sentence2 (col 6).
+    for line_no, cells in _tsv_cells(path, skip_header=True, cols=(7, 14), what="snli_1.0 .txt layout"):
+        _check_annotator_labels(cells, 9, task_def, path, line_no)
         if cells[0] == NO_LABEL:
             dropped += 1
             continue

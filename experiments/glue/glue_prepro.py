@@ -10,7 +10,9 @@ Reads ``<root>/{CoLA,SST-2,MRPC,STS-B,QQP,MNLI,QNLI,RTE,WNLI}/*.tsv`` and
 ``<root>/diagnostic/diagnostic.tsv`` and writes ``<root>/canonical_data/{task}_{split}.tsv``.
 A missing task folder or split file is skipped with a warning (an error for a task named
 in ``--tasks``); a malformed file is an error naming file and line; rows with too few
-columns are skipped with a warning (``--strict``: an error). Labels are checked against
+columns are skipped with a warning (``--strict``: an error). A row with more columns than
+its file's layout (a tab inside a text shifts every column after it), an empty premise or
+hypothesis, and a file that is not UTF-8 are errors. Labels are checked against
 ``--task_def`` so that training never meets a label it rejects.
 """
 from __future__ import annotations
@@ -38,7 +40,7 @@ RUNNING = None  # a uid column of ``None`` means: number the rows 0, 1, 2, …
 class Layout:
     """Where one raw file keeps the canonical fields (column indices, negative = from the end)."""
 
-    min_cols: int
+    width: int  # columns of a row: fewer is a short row (skipped), more is an error
     uid: int | None
     premise: int
     hypothesis: int | None = None
@@ -75,37 +77,38 @@ def _three(task: str, train: Layout, test: Layout) -> tuple[Split, ...]:
     )
 
 
-_MNLI_TRAIN = Layout(min_cols=12, uid=0, premise=8, hypothesis=9, label=-1, drop_label="-")
-_MNLI_DEV = Layout(min_cols=16, uid=0, premise=8, hypothesis=9, label=-1, drop_label="-")
-_MNLI_TEST = Layout(min_cols=10, uid=0, premise=8, hypothesis=9, placeholder="contradiction")
+_MNLI_TRAIN = Layout(width=12, uid=0, premise=8, hypothesis=9, label=-1, drop_label="-")
+_MNLI_DEV = Layout(width=16, uid=0, premise=8, hypothesis=9, label=-1, drop_label="-")
+_MNLI_TEST = Layout(width=10, uid=0, premise=8, hypothesis=9, placeholder="contradiction")
 
-# Column layouts of the files the GLUE download script ships; ``min_cols`` is the width of
-# that layout, so a short row can never silently pick a wrong column through negative indices.
+# Column layouts of the files the GLUE download script ships. Every row must have exactly
+# ``width`` columns (every row of the real CoLA … WNLI and AX files does), so that neither a short row nor a tab inside a
+# text can make a negative or positive index pick the wrong column.
 GLUE_TASKS: dict[str, GlueTask] = {
     "cola": GlueTask("CoLA", "cola", _three(
         "cola",
-        Layout(min_cols=4, uid=RUNNING, premise=-1, label=1, header=False),
-        Layout(min_cols=2, uid=RUNNING, premise=-1, placeholder="0"),
+        Layout(width=4, uid=RUNNING, premise=-1, label=1, header=False),
+        Layout(width=2, uid=RUNNING, premise=-1, placeholder="0"),
     )),
     "sst": GlueTask("SST-2", "sst", _three(
         "sst",
-        Layout(min_cols=2, uid=RUNNING, premise=0, label=-1),
-        Layout(min_cols=2, uid=0, premise=1, placeholder="0"),
+        Layout(width=2, uid=RUNNING, premise=0, label=-1),
+        Layout(width=2, uid=0, premise=1, placeholder="0"),
     )),
     "mrpc": GlueTask("MRPC", "mrpc", _three(
         "mrpc",
-        Layout(min_cols=5, uid=RUNNING, premise=-2, hypothesis=-1, label=0),
-        Layout(min_cols=5, uid=RUNNING, premise=-2, hypothesis=-1, placeholder="0"),
+        Layout(width=5, uid=RUNNING, premise=-2, hypothesis=-1, label=0),
+        Layout(width=5, uid=RUNNING, premise=-2, hypothesis=-1, placeholder="0"),
     )),
     "stsb": GlueTask("STS-B", "stsb", _three(
         "stsb",
-        Layout(min_cols=10, uid=RUNNING, premise=-3, hypothesis=-2, label=-1),
-        Layout(min_cols=9, uid=RUNNING, premise=-2, hypothesis=-1, placeholder="0.0"),
+        Layout(width=10, uid=RUNNING, premise=-3, hypothesis=-2, label=-1),
+        Layout(width=9, uid=RUNNING, premise=-2, hypothesis=-1, placeholder="0.0"),
     )),
     "qqp": GlueTask("QQP", "qqp", _three(
         "qqp",
-        Layout(min_cols=6, uid=RUNNING, premise=-3, hypothesis=-2, label=-1),
-        Layout(min_cols=3, uid=0, premise=-2, hypothesis=-1, placeholder="0"),
+        Layout(width=6, uid=RUNNING, premise=-3, hypothesis=-2, label=-1),
+        Layout(width=3, uid=0, premise=-2, hypothesis=-1, placeholder="0"),
     )),
     "mnli": GlueTask("MNLI", "mnli", (
         Split("train.tsv", "mnli_train", _MNLI_TRAIN),
@@ -116,22 +119,22 @@ GLUE_TASKS: dict[str, GlueTask] = {
     )),
     "qnli": GlueTask("QNLI", "qnli", _three(
         "qnli",
-        Layout(min_cols=4, uid=0, premise=1, hypothesis=2, label=-1),
-        Layout(min_cols=3, uid=0, premise=1, hypothesis=2, placeholder="not_entailment"),
+        Layout(width=4, uid=0, premise=1, hypothesis=2, label=-1),
+        Layout(width=3, uid=0, premise=1, hypothesis=2, placeholder="not_entailment"),
     )),
     "rte": GlueTask("RTE", "rte", _three(
         "rte",
-        Layout(min_cols=4, uid=0, premise=-3, hypothesis=-2, label=-1),
-        Layout(min_cols=3, uid=0, premise=-2, hypothesis=-1, placeholder="not_entailment"),
+        Layout(width=4, uid=0, premise=-3, hypothesis=-2, label=-1),
+        Layout(width=3, uid=0, premise=-2, hypothesis=-1, placeholder="not_entailment"),
     )),
     "wnli": GlueTask("WNLI", "wnli", _three(
         "wnli",
-        Layout(min_cols=4, uid=RUNNING, premise=-3, hypothesis=-2, label=-1),
-        Layout(min_cols=3, uid=RUNNING, premise=-2, hypothesis=-1, placeholder="0"),
+        Layout(width=4, uid=RUNNING, premise=-3, hypothesis=-2, label=-1),
+        Layout(width=3, uid=RUNNING, premise=-2, hypothesis=-1, placeholder="0"),
     )),
     # The diagnostic (AX) set is scored by the MNLI head, hence MNLI's labels and placeholder.
     "ax": GlueTask("diagnostic", "mnli", (
-        Split("diagnostic.tsv", "ax_test", Layout(min_cols=3, uid=0, premise=1, hypothesis=2,
+        Split("diagnostic.tsv", "ax_test", Layout(width=3, uid=0, premise=1, hypothesis=2,
                                                   placeholder="contradiction"), labelled=False),
     )),
 }
@@ -142,7 +145,8 @@ OLD_GLUE_TASKS: dict[str, GlueTask] = {
         Split("test.tsv", "qnnli_test", labelled=False),
     )),
 }
-_QNNLI_MIN_COLS = {True: 4, False: 3}  # old QNLI v1: index question sentence [label]
+_QNNLI_WIDTH = {True: 4, False: 3}  # old QNLI v1: index question sentence [label]
+_QNNLI_TEXTS = ((1, "question"), (2, "sentence"))
 
 
 @dataclass
@@ -176,6 +180,21 @@ def _short_row(source: Path, line_no: int, n_cols: int, min_cols: int, strict: b
     logger.warning("%s:%d: %s; %s skipped", source, line_no, message, left_out)
 
 
+def _check_not_wide(source: Path, line_no: int, n_cols: int, width: int) -> None:
+    if n_cols > width:
+        raise MTDNNInputError(
+            f"row has {n_cols} columns, expected {width} (a tab inside a text? the columns cannot be told apart)",
+            source, line_no,
+        )
+
+
+def _check_texts(source: Path, line_no: int, cols: list[str], texts: tuple[tuple[int | None, str], ...]) -> None:
+    """An empty or blank premise/hypothesis is an error: the row would train on a text with no words."""
+    for index, what in texts:
+        if index is not None and not cols[index].strip():
+            raise MTDNNInputError(f"{what} (column {index % len(cols) + 1}) is empty", source, line_no)
+
+
 def _check_label(task_def: TaskDef, raw: str, source: Path, line_no: int) -> None:
     try:
         task_def.encode_label(raw)
@@ -200,12 +219,14 @@ def _layout_rows(source: Path, split: Split, task_def: TaskDef, strict: bool, re
     """Canonical rows of a classification/regression file; raises on the first malformed row."""
     layout = split.layout
     assert layout is not None
+    texts = ((layout.premise, "premise"), (layout.hypothesis, "hypothesis"))
     for line_no, line in _data_lines(source, layout.header):
         cols = line.split("\t")
-        if len(cols) < layout.min_cols:
-            _short_row(source, line_no, len(cols), layout.min_cols, strict)
+        if len(cols) < layout.width:
+            _short_row(source, line_no, len(cols), layout.width, strict)
             report.short_rows += 1
             continue
+        _check_not_wide(source, line_no, len(cols), layout.width)
         if layout.label is None:
             label = layout.placeholder
         else:
@@ -214,6 +235,7 @@ def _layout_rows(source: Path, split: Split, task_def: TaskDef, strict: bool, re
                 report.dropped += 1
                 continue
             _check_label(task_def, label, source, line_no)
+        _check_texts(source, line_no, cols, texts)
         uid = str(report.rows) if layout.uid is RUNNING else cols[layout.uid]
         row = [uid, label, cols[layout.premise]]
         if layout.hypothesis is not None:
@@ -230,16 +252,20 @@ def _qnnli_rows(source: Path, split: Split, task_def: TaskDef, strict: bool, rng
     lines = list(_data_lines(source, header=True))
     if len(lines) % 2:
         raise MTDNNInputError(f"odd number of data rows ({len(lines)}): QNLI v1 rows come in pairs", source)
-    min_cols = _QNNLI_MIN_COLS[split.labelled]
+    width = _QNNLI_WIDTH[split.labelled]
     for (line1, text1), (line2, text2) in zip(lines[0::2], lines[1::2]):
         pair = [(line1, text1.split("\t")), (line2, text2.split("\t"))]
-        short = [(no, cols) for no, cols in pair if len(cols) < min_cols]
+        for no, cols in pair:
+            _check_not_wide(source, no, len(cols), width)
+        short = [(no, cols) for no, cols in pair if len(cols) < width]
         if short:
             for no, cols in short:
-                _short_row(source, no, len(cols), min_cols, strict, f"pair of lines {line1}-{line2}")
+                _short_row(source, no, len(cols), width, strict, f"pair of lines {line1}-{line2}")
             # The partner line goes too: a candidate list needs both rows of the pair.
             report.short_rows += 2
             continue
+        for no, cols in pair:
+            _check_texts(source, no, cols, _QNNLI_TEXTS)
         if pair[0][1][1] != pair[1][1][1]:
             logger.warning("%s:%d: the pair's two questions differ; pair skipped", source, line1)
             report.dropped += 2
@@ -292,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--old_glue", action="store_true", help="also build QNLI v1 ranking data (qnnli)")
     parser.add_argument("--tasks", default=None,
                         help="comma-separated subset of cola,sst,mrpc,stsb,qqp,mnli,qnli,rte,wnli,ax (qnnli with --old_glue)")
-    parser.add_argument("--strict", action="store_true", help="rows with too few columns are errors, not warnings")
+    parser.add_argument("--strict", action="store_true", help="rows with too few columns are errors, not warnings (too many columns: always an error)")
     parser.add_argument("--seed", type=int, default=13, help="seed of the qnnli candidate shuffle")
     parser.add_argument("--task_def", default=str(DEFAULT_TASK_DEF), help="task definitions used to check labels")
     return parser

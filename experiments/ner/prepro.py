@@ -6,7 +6,8 @@ Run:
 Reads <data_dir>/{train,valid,test}.txt (valid becomes dev). Each token line is split on single
 spaces: word (col 0), POS (col 1), chunk (col 2), NER tag (last col). Blank lines and
 `-DOCSTART-` lines end a sentence; the last sentence of a file counts even without a blank line
-after it. Every tag must be a label of its task in ner_task_def.yml.
+after it. Every tag must be a label of its task in ner_task_def.yml. A token line has exactly
+four columns: more (a space inside a word, a doubled space) would shift the tags, so it is an error.
 
 Writes <output_dir>/{ner,pos,chunk}_{train,dev,test}.tsv, rows `uid \\t labels \\t words` with
 labels and words as JSON lists and uid a running count per file.
@@ -32,7 +33,7 @@ DEFAULT_TASK_DEF = Path(__file__).resolve().parent / "ner_task_def.yml"
 SPLIT_FILES = (("train.txt", "train"), ("valid.txt", "dev"), ("test.txt", "test"))
 # Task → column of its tag in a token line (NER is the last column).
 TAG_COLUMNS = (("pos", 1), ("chunk", 2), ("ner", -1))
-MIN_COLUMNS = 4
+COLUMNS = 4  # word POS chunk NER
 
 
 @dataclass
@@ -55,9 +56,11 @@ def read_conll(path: Path, task_defs: dict[str, TaskDef]) -> list[Sentence]:
                 current = Sentence()
             continue
         cells = line.split(" ")
-        if len(cells) < MIN_COLUMNS:
+        if len(cells) != COLUMNS:
+            expected = f"at least {COLUMNS}" if len(cells) < COLUMNS else f"{COLUMNS}"
+            hint = " (a space inside a word, or a doubled space?)" if len(cells) > COLUMNS else ""
             raise MTDNNInputError(
-                f"expected at least {MIN_COLUMNS} space-separated columns (word POS chunk NER), got {len(cells)}", path, line_no
+                f"expected {expected} space-separated columns (word POS chunk NER), got {len(cells)}{hint}", path, line_no
             )
         current.words.append(cells[0])
         for task, column in TAG_COLUMNS:

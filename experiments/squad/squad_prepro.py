@@ -34,7 +34,7 @@ from typing import Any
 
 from data_utils.errors import MTDNNInputError, run_cli
 from data_utils.features import model_dir_name
-from data_utils.file_io import atomic_write
+from data_utils.file_io import atomic_write, read_text
 from data_utils.log_utils import setup_logging
 
 logger = logging.getLogger("mt_dnn")
@@ -77,7 +77,7 @@ def load_squad(path: Path, version_2: bool) -> list[Question]:
     if not path.is_file():
         raise MTDNNInputError("file not found", path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
+        data = json.loads(read_text(path))
     except json.JSONDecodeError as err:
         raise MTDNNInputError(f"invalid JSON: {err.msg}", path, err.lineno) from None
     questions: list[Question] = []

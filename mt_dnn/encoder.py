@@ -1,0 +1,78 @@
+"""The shared encoder: loaded from a Hugging Face hub id, a local folder or an MT-DNN ``.pt`` file.
+
+``--bert_dropout_p`` and ``--num_hidden_layers`` apply to each source alike; ``position_limit``
+says how many tokens the loaded encoder takes.
+"""
+from __future__ import annotations
+
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    BertConfig,
+    BertModel,
+    PretrainedConfig,
+    PreTrainedModel,
+)
+
+from data_utils.errors import MTDNNInputError
+from mt_dnn.checkpoint import (
+    encoder_config_from_checkpoint,
+    is_mtdnn_checkpoint,
+    load_mtdnn_checkpoint,
+)
+from mt_dnn.options import ModelOptions
+from mt_dnn.sources import check_model_source
+from mt_dnn.state_keys import check_state_keys, encoder_state, in_cut_layers
+
+
+def _apply_encoder_options(config: PretrainedConfig, opts: ModelOptions) -> PretrainedConfig:
+    """``--bert_dropout_p`` and ``--num_hidden_layers`` applied to an encoder config."""
+    for key in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+        if hasattr(config, key):
+            setattr(config, key, opts.bert_dropout_p)
+    if opts.num_hidden_layers > 0:
+        config.num_hidden_layers = min(opts.num_hidden_layers, config.num_hidden_layers)
+    return config
+
+
+def load_encoder(opts: ModelOptions) -> PreTrainedModel:
+    """The shared encoder from a hub id, a local folder or an MT-DNN ``.pt`` file."""
+    source = opts.init_checkpoint
+    if is_mtdnn_checkpoint(source):
+        checkpoint = load_mtdnn_checkpoint(source)
+        config = encoder_config_from_checkpoint(checkpoint)
+        depth = config.num_hidden_layers
+        config = _apply_encoder_options(config, opts)
+        config._attn_implementation = "sdpa"
+        encoder = AutoModel.from_config(config) if not isinstance(config, BertConfig) else BertModel(config)
+        state = encoder_state(checkpoint["state"])
+        expected = {k for k in encoder.state_dict() if not k.endswith("position_ids")}
+        missing = sorted(expected - set(state))
+        # Layers cut by --num_hidden_layers are dropped on purpose, not unexpected.
+        unexpected = sorted(k for k in set(state) - expected if not in_cut_layers(k, config.num_hidden_layers, depth))
+        check_state_keys(missing, unexpected, source, what="encoder key")
+        encoder.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False)
+        return encoder
+    check_model_source(source, "--init_checkpoint", f"cannot load encoder {source!r}")
+    try:
+        config = AutoConfig.from_pretrained(source, cache_dir=opts.transformer_cache)
+    except (OSError, ValueError) as err:  # missing files, offline hub, a malformed repo id
+        raise MTDNNInputError(f"cannot load encoder {source!r}: {str(err).splitlines()[0]}") from None
+    config = _apply_encoder_options(config, opts)
+    try:
+        return AutoModel.from_pretrained(
+            source, config=config, cache_dir=opts.transformer_cache, attn_implementation="sdpa"
+        )
+    except (ValueError, ImportError):
+        # Architectures without an SDPA implementation fall back to their default attention.
+        return AutoModel.from_pretrained(source, config=config, cache_dir=opts.transformer_cache)
+
+
+def position_limit(encoder: PreTrainedModel) -> int | None:
+    """The most tokens ``encoder`` takes: its absolute position table (less RoBERTa's padding offset); None if unbounded."""
+    config = encoder.config
+    size = getattr(config, "max_position_embeddings", None)
+    if not isinstance(size, int) or size <= 0 or getattr(config, "position_biased_input", True) is False:
+        return None  # relative positions only (DeBERTa v2/v3): no table to run past
+    padding_idx = getattr(getattr(encoder, "embeddings", None), "padding_idx", None)
+    return size - (padding_idx + 1) if isinstance(padding_idx, int) else size
