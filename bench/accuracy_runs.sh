@@ -8,6 +8,7 @@
 # MTL_ROWS training rows of each task; MTL_EPOCHS epochs of MTL_OPTIMIZER at MTL_LR).
 # Run lanes a and b side by side on a 2-core machine (one thread per job).
 # Lane "seed" (with SEED=2019, …) repeats the single-task comparison with another seed.
+# Lane "smart" (TASKS="rte mrpc") runs each task plain and with SMART (--adv_train, SPEC §6 defaults).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=${MODEL:-../shared/models/all-MiniLM-L6-v2}
@@ -22,13 +23,13 @@ MTL_LR=${MTL_LR:-5e-5}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1} TOKENIZERS_PARALLELISM=false
 mkdir -p "$OUT"
 
-ours() {  # name epochs optimizer task_def datasets data_dir [learning_rate]
+ours() {  # name epochs optimizer task_def datasets data_dir [learning_rate [extra train.py flags…]]
   local dir="$OUT/$1"
   [ -f "$dir/model_$(($2 - 1)).pt" ] && { echo "skip $1"; return; }
   python train.py --init_checkpoint "$MODEL" --data_dir "$6" --max_seq_len 128 --batch_size 16 --batch_size_eval 32 \
     --learning_rate "${7:-3e-5}" --seed "$SEED" --dataloader_num_workers 0 --log_per_updates 100 \
     --epochs "$2" --optimizer "$3" --task_def "$4" --train_datasets "$5" --test_datasets "$5" \
-    --output_dir "$dir" > "$OUT/$1.stdout" 2>&1
+    --output_dir "$dir" "${@:8}" > "$OUT/$1.stdout" 2>&1
 }
 hf() {  # task
   local out="$OUT/hf_$1_s$SEED.json"
@@ -57,5 +58,9 @@ case "${1:-all}" in
      ours mtl3_san_${MTL_ROWS}_${MTL_OPTIMIZER}_s$SEED $MTL_EPOCHS $MTL_OPTIMIZER $SAN_DEF rte,mrpc,stsb "$MTL" $MTL_LR ;;
   seed) ours rte_adamw_s$SEED 3 adamw $GLUE_DEF rte "$DATA"; hf rte
         ours mrpc_adamw_s$SEED 3 adamw $GLUE_DEF mrpc "$DATA"; hf mrpc ;;  # another seed, one lane
+  smart) for task in ${TASKS:-rte mrpc}; do  # SMART beside the plain run (Step 5), SPEC §6 defaults
+       ours ${task}_adamw_s$SEED 3 adamw $GLUE_DEF $task "$DATA"
+       ours ${task}_adamw_smart_s$SEED 3 adamw $GLUE_DEF $task "$DATA" 3e-5 --adv_train
+     done ;;
   all) "$0" a & "$0" b; wait ;;
 esac
