@@ -8,7 +8,12 @@ One process (CPU or one GPU):
         --train_datasets rte,mrpc,stsb --test_datasets rte,mrpc,stsb \
         --max_seq_len 128 --batch_size 16 --epochs 3 --output_dir checkpoint
 
-Resume exactly where a checkpoint stopped:
+Several processes (GPUs, or CPU processes with gloo), --batch_size staying the global batch:
+
+    torchrun --nproc_per_node 4 train.py ...
+    torchrun --nnodes 2 --node_rank 0 --master_addr HOST --master_port 29500 --nproc_per_node 8 train.py ...
+
+Resume exactly where a checkpoint stopped (with any number of processes):
 
     python train.py ... --resume --model_ckpt checkpoint/model_0.pt
 
@@ -24,7 +29,7 @@ import json
 import logging
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +39,8 @@ from tqdm import tqdm
 from data_utils.errors import MTDNNInputError, run_cli
 from data_utils.file_io import atomic_write
 from data_utils.log_utils import log_to_files_only
-from data_utils.task_def import TaskDef, get_task_def, load_task_defs, task_def_to_dict
-from mt_dnn.batcher import (
-    Collater,
-    MultiTaskDataset,
-    TaskDataset,
-    apply_word_dropout,
-    build_eval_loader,
-)
+from data_utils.task_def import load_task_defs, task_def_to_dict
+from mt_dnn.batcher import Collater, MultiTaskDataset, TaskDataset, apply_word_dropout, build_eval_loader
 from mt_dnn.checkpoint import (
     check_resumable,
     is_mtdnn_checkpoint,
@@ -49,25 +48,13 @@ from mt_dnn.checkpoint import (
     save_training_checkpoint,
     set_rng_state,
 )
+from mt_dnn.distributed import DistContext, broadcast_parameters, init_distributed, shut_down
 from mt_dnn.encode import write_encodings
-from mt_dnn.encoder import load_encoder, position_limit
+from mt_dnn.encoder import initial_network, position_limit
 from mt_dnn.inference import EvalSettings, evaluate, format_metrics, write_eval_outputs
-from mt_dnn.matcher import SANBertNetwork
 from mt_dnn.model import MTDNNModel
-from mt_dnn.options import (
-    AdvOptions,
-    DataOptions,
-    ModelOptions,
-    TrainOptions,
-    options_to_dict,
-)
-from mt_dnn.run_setup import (
-    dataset_files,
-    load_datasets,
-    open_tensorboard,
-    prepare_output_dir,
-    set_seed,
-)
+from mt_dnn.options import AdvOptions, DataOptions, ModelOptions, TrainOptions, options_to_dict
+from mt_dnn.run_setup import dataset_files, load_datasets, open_tensorboard, prepare_output_dir, run_task_defs, set_seed
 from mt_dnn.sampler import MultiTaskBatchSampler, SamplerOptions
 from mt_dnn.sources import load_tokenizer
 from mt_dnn.train_args import RunOptions, build_parser, options_from_args  # noqa: F401  (tests import them from here)
@@ -76,29 +63,6 @@ logger = logging.getLogger("mt_dnn")
 
 
 # ----------------------------------------------------------------------------- setup
-def run_task_defs(task_defs_all: dict[str, TaskDef], data: DataOptions) -> list[TaskDef]:
-    """One head per distinct task of the training (and test) datasets, in first-seen order."""
-    task_defs: list[TaskDef] = []
-    for name in list(data.train_datasets) + list(data.test_datasets):
-        task_def = get_task_def(task_defs_all, name, data.task_def)
-        if task_def not in task_defs:
-            task_defs.append(task_def)
-    return task_defs
-
-
-def build_network(model_opts: ModelOptions, task_defs: list[TaskDef], sep_token_id: int | None, resume: bool) -> SANBertNetwork:
-    """The encoder with one head per task; an MT-DNN ``--init_checkpoint`` gives weights (heads by task name)."""
-    network = SANBertNetwork(load_encoder(model_opts), task_defs, model_opts, sep_token_id=sep_token_id)
-    if is_mtdnn_checkpoint(model_opts.init_checkpoint) and not resume:
-        # A saved run contributes weights only, never options.
-        source = load_mtdnn_checkpoint(model_opts.init_checkpoint)
-        source_tasks = [task["name"] for task in (source.get("config") or {}).get("task_defs", [])]
-        fresh = network.load_weights(source["state"], source_tasks)
-        if fresh:
-            logger.info("heads not in %s start fresh: %s", model_opts.init_checkpoint, ", ".join(fresh))
-    return network
-
-
 @dataclass
 class TrainingRun:
     """What setup builds and the loop uses."""
@@ -113,6 +77,7 @@ class TrainingRun:
     eval_sets: dict[tuple[str, str], TaskDataset]
     eval_collater: Collater
     eval_settings: EvalSettings
+    dist: DistContext
     config: dict[str, Any]
     word_dropout_rng: torch.Generator
     unk_id: int
@@ -121,34 +86,42 @@ class TrainingRun:
 
 
 def setup(
-    run: RunOptions, data: DataOptions, model_opts: ModelOptions, train_opts: TrainOptions, adv_opts: AdvOptions
+    run: RunOptions,
+    data: DataOptions,
+    model_opts: ModelOptions,
+    train_opts: TrainOptions,
+    adv_opts: AdvOptions,
+    ctx: DistContext,
 ) -> TrainingRun | None:
     """Load and check everything a run needs; None when ``--encode_mode`` has written its encodings."""
     task_defs_all = load_task_defs(data.task_def)
     train_files, test_files = dataset_files(data, with_train=not run.encode_mode)
     if run.resume and not Path(run.model_ckpt).is_file():
         raise MTDNNInputError("--model_ckpt: checkpoint to resume not found", run.model_ckpt)
-    output_dir = prepare_output_dir(run)
+    output_dir = prepare_output_dir(run, ctx.is_main)
     set_seed(train_opts.seed)
-    device = torch.device("cuda" if run.cuda and torch.cuda.is_available() else "cpu")
+    device = torch.device(f"cuda:{ctx.local_rank}" if run.cuda and torch.cuda.is_available() else "cpu")
     task_defs = run_task_defs(task_defs_all, data)
     tokenizer_source = run.tokenizer or (None if is_mtdnn_checkpoint(model_opts.init_checkpoint) else model_opts.init_checkpoint)
     if tokenizer_source is None:
         raise MTDNNInputError("--init_checkpoint is an MT-DNN .pt file: name its tokenizer with --tokenizer")
     tokenizer = load_tokenizer(tokenizer_source, model_opts.transformer_cache, "--tokenizer" if run.tokenizer else "--init_checkpoint")
-    network = build_network(model_opts, task_defs, tokenizer.sep_token_id, run.resume)
+    network = initial_network(model_opts, task_defs, tokenizer.sep_token_id, run.resume)
     limit = position_limit(network.bert)
     if limit is not None and data.max_seq_len > limit:
         raise MTDNNInputError(f"--max_seq_len {data.max_seq_len} is more than the encoder's {limit} positions")
     eval_sets = load_datasets(test_files, task_defs_all, data, limit, is_train=False)
     eval_collater = Collater(tokenizer.pad_token_id or 0, data.max_seq_len, data.do_padding, keep_samples=True)
     if run.encode_mode:  # each test dataset's test split (else dev) → {name}_encoding.pt, then stop
-        write_encodings(network.to(device), eval_sets, output_dir, data.batch_size_eval, eval_collater, device)
+        if ctx.is_main:
+                write_encodings(network.to(device), eval_sets, output_dir, data.batch_size_eval, eval_collater, device)
         return None
 
     # Data: per-task datasets, the multi-task sampler (paper's Algorithm 1), the collater.
     train_sets = list(load_datasets(train_files, task_defs_all, data, limit, is_train=True).values())
-    sampler = MultiTaskBatchSampler(train_sets, data.batch_size, options=SamplerOptions.of_run(data, train_opts.seed))
+    # Every rank plans the same global batches and takes its shard of each.
+    sampler_options = replace(SamplerOptions.of_run(data, train_opts.seed), rank=ctx.rank, world_size=ctx.world_size)
+    sampler = MultiTaskBatchSampler(train_sets, data.batch_size, options=sampler_options)
     train_loader = torch.utils.data.DataLoader(
         MultiTaskDataset(train_sets),
         batch_sampler=sampler,
@@ -157,7 +130,9 @@ def setup(
         generator=torch.Generator().manual_seed(train_opts.seed),
     )
     # Model: optimizer and schedule over the real number of updates.
-    model = MTDNNModel.for_run(network, task_defs, train_opts, adv_opts, len(sampler), device)
+    model = MTDNNModel.for_run(network, task_defs, train_opts, adv_opts, len(sampler), device, ctx)
+    if ctx.enabled:
+        broadcast_parameters(model.network)
     config = {
         "run": options_to_dict(run),
         "data": options_to_dict(data),
@@ -168,22 +143,25 @@ def setup(
         "encoder_config": network.bert.config.to_dict(),
         "tokenizer": {"name": tokenizer_source, "pad_token_id": tokenizer.pad_token_id or 0, "sep_token_id": tokenizer.sep_token_id},
     }
-    with atomic_write(output_dir / "config.json") as handle:
-        json.dump(config, handle, indent=2, default=str)
+    if ctx.is_main:
+        with atomic_write(output_dir / "config.json") as handle:
+            json.dump(config, handle, indent=2, default=str)
     logger.info("network:\n%s", network)
     logger.info(
-        "%d trainable parameters; %d batches per epoch, %d updates in all",
+        "%d trainable parameters; %d batches per epoch, %d updates in all; %d process(es), each with 1/%d of a batch",
         sum(p.numel() for p in network.parameters() if p.requires_grad),
         len(sampler),
         model.total_updates,
+        ctx.world_size,
+        ctx.world_size,
     )
     return TrainingRun(
         run, data, train_opts, output_dir, model, sampler, train_loader, eval_sets, eval_collater,
-        EvalSettings.of_run(model_opts, train_opts, device), config,
+        EvalSettings.of_run(model_opts, train_opts, device, ctx), ctx, config,
         word_dropout_rng=torch.Generator().manual_seed(train_opts.seed),
         unk_id=tokenizer.unk_token_id if tokenizer.unk_token_id is not None else 0,
         special_ids=tokenizer.all_special_ids,
-        tensorboard=open_tensorboard(run, output_dir),
+        tensorboard=open_tensorboard(run, output_dir) if ctx.is_main else None,
     )
 
 
@@ -242,7 +220,9 @@ def train_one_epoch(t: TrainingRun, epoch: int, start_position: int) -> None:
 
 
 def save(t: TrainingRun, name: str, epoch: int, batches_done: int) -> None:
-    """Atomically write ``<output_dir>/<name>``: weights, optimizer, data position and RNGs."""
+    """Atomically write ``<output_dir>/<name>`` (rank 0): weights, optimizer, data position and RNGs."""
+    if not t.dist.is_main:
+        return
     save_training_checkpoint(
         t.output_dir / name, t.model.training_state(), t.config, epoch, t.sampler.state_dict(batches_done=batches_done),
         t.word_dropout_rng,
@@ -256,9 +236,10 @@ def evaluate_all(t: TrainingRun, epoch: int | None, updates: int | None) -> list
     with torch.random.fork_rng(devices=[]):
         for (name, split), dataset in t.eval_sets.items():
             try:
-                loader = build_eval_loader(dataset, t.data.batch_size_eval, t.eval_collater)
+                loader = build_eval_loader(dataset, t.data.batch_size_eval, t.eval_collater, t.dist.rank, t.dist.world_size)
                 result = evaluate(t.model.network, loader, dataset.task_def, split == "dev", t.eval_settings)
-                write_eval_outputs(result, t.output_dir, name, split, dataset.task_def, t.run.glue_format_on, epoch, updates)
+                if t.dist.is_main:
+                    write_eval_outputs(result, t.output_dir, name, split, dataset.task_def, t.run.glue_format_on, epoch, updates)
             except (MTDNNInputError, OSError, ValueError, RuntimeError) as err:
                 # The checkpoint is already saved: report, go on with the next dataset and the next epoch.
                 failures.append(f"{name} {split} (epoch {epoch}, update {t.model.updates}): {type(err).__name__}: {err}")
@@ -274,8 +255,9 @@ def evaluate_all(t: TrainingRun, epoch: int | None, updates: int | None) -> list
 def main(argv: list[str] | None = None) -> None:
     """Train, checkpoint and evaluate every epoch; exit 2 with one line on any fault."""
     run, data, model_opts, train_opts, adv_opts = options_from_args(build_parser(__doc__).parse_args(argv))
+    ctx = init_distributed(run.local_rank, run.cuda)
     try:
-        t = setup(run, data, model_opts, train_opts, adv_opts)
+        t = setup(run, data, model_opts, train_opts, adv_opts, ctx)
         if t is None:
             return
         start_epoch, start_position = resume(t) if run.resume else (0, 0)
@@ -296,6 +278,8 @@ def main(argv: list[str] | None = None) -> None:
     except MTDNNInputError as err:
         log_to_files_only(f"error: {err}")  # run_cli prints it to stderr
         raise
+    finally:
+        shut_down(ctx)
 
 
 if __name__ == "__main__":

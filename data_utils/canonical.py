@@ -18,6 +18,7 @@ converters already refuse empty texts.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 from data_utils.errors import MTDNNInputError
@@ -25,7 +26,7 @@ from data_utils.file_io import iter_lines
 from data_utils.formats import CanonicalRow, get_data_format
 from data_utils.task_def import TaskDef
 
-__all__ = ["CanonicalRow", "encode_row_label", "read_canonical"]
+__all__ = ["CanonicalRow", "canonical_fields", "encode_row_label", "read_canonical"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,15 @@ def encode_row_label(row: CanonicalRow, task_def: TaskDef, file: str | Path | No
         raise MTDNNInputError(f"label column: {err}", file, row.line) from None
 
 
+def canonical_fields(path: str | Path) -> Iterator[tuple[int, list[str]]]:
+    """``(line number, cells)`` of each line of a canonical TSV, split at tabs; an empty line is an error."""
+    for line_no, line in iter_lines(path, strip=False):
+        line = line.strip(_LINE_EDGE)
+        if not line:
+            raise MTDNNInputError("empty line (canonical files have one row a line)", path, line_no)
+        yield line_no, line.split("\t")
+
+
 def read_canonical(path: str | Path, task_def: TaskDef) -> list[CanonicalRow]:
     """Read a whole canonical TSV of ``task_def``'s format; labels are checked against the task."""
     path = Path(path)
@@ -54,11 +64,8 @@ def read_canonical(path: str | Path, task_def: TaskDef) -> list[CanonicalRow]:
         )
     rows = []
     blanks: list[tuple[int, str]] = []
-    for line_no, line in iter_lines(path, strip=False):
-        line = line.strip(_LINE_EDGE)
-        if not line:
-            raise MTDNNInputError("empty line (canonical files have one row a line)", path, line_no)
-        row = data_format.parse_row(line.split("\t"), line_no, task_def, path)
+    for line_no, fields in canonical_fields(path):
+        row = data_format.parse_row(fields, line_no, task_def, path)
         encode_row_label(row, task_def, path)
         blank = data_format.blank_text(row)
         if blank is not None:

@@ -1,28 +1,24 @@
 """The shared encoder: loaded from a Hugging Face hub id, a local folder or an MT-DNN ``.pt`` file.
 
 ``--bert_dropout_p`` and ``--num_hidden_layers`` apply to each source alike; ``position_limit``
-says how many tokens the loaded encoder takes.
+says how many tokens the loaded encoder takes; ``initial_network`` is the network a training
+run starts from (the encoder, one new head per task, and the heads an MT-DNN checkpoint names).
 """
 from __future__ import annotations
 
-from transformers import (
-    AutoConfig,
-    AutoModel,
-    BertConfig,
-    BertModel,
-    PretrainedConfig,
-    PreTrainedModel,
-)
+import logging
+
+from transformers import AutoConfig, AutoModel, BertConfig, BertModel, PretrainedConfig, PreTrainedModel
 
 from data_utils.errors import MTDNNInputError
-from mt_dnn.checkpoint import (
-    encoder_config_from_checkpoint,
-    is_mtdnn_checkpoint,
-    load_mtdnn_checkpoint,
-)
+from data_utils.task_def import TaskDef
+from mt_dnn.checkpoint import encoder_config_from_checkpoint, is_mtdnn_checkpoint, load_mtdnn_checkpoint
+from mt_dnn.matcher import SANBertNetwork
 from mt_dnn.options import ModelOptions
 from mt_dnn.sources import check_model_source
 from mt_dnn.state_keys import check_state_keys, encoder_state, in_cut_layers
+
+logger = logging.getLogger(__name__)
 
 
 def _apply_encoder_options(config: PretrainedConfig, opts: ModelOptions) -> PretrainedConfig:
@@ -76,3 +72,16 @@ def position_limit(encoder: PreTrainedModel) -> int | None:
         return None  # relative positions only (DeBERTa v2/v3): no table to run past
     padding_idx = getattr(getattr(encoder, "embeddings", None), "padding_idx", None)
     return size - (padding_idx + 1) if isinstance(padding_idx, int) else size
+
+
+def initial_network(model_opts: ModelOptions, task_defs: list[TaskDef], sep_token_id: int | None, resume: bool) -> SANBertNetwork:
+    """The encoder with one head per task; an MT-DNN ``--init_checkpoint`` gives weights (heads by task name)."""
+    network = SANBertNetwork(load_encoder(model_opts), task_defs, model_opts, sep_token_id=sep_token_id)
+    if is_mtdnn_checkpoint(model_opts.init_checkpoint) and not resume:
+        # A saved run contributes weights only, never options.
+        source = load_mtdnn_checkpoint(model_opts.init_checkpoint)
+        source_tasks = [task["name"] for task in (source.get("config") or {}).get("task_defs", [])]
+        fresh = network.load_weights(source["state"], source_tasks)
+        if fresh:
+            logger.info("heads not in %s start fresh: %s", model_opts.init_checkpoint, ", ".join(fresh))
+    return network

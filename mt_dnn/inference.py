@@ -15,7 +15,8 @@ from data_utils.metrics import calc_metrics
 from data_utils.score_files import glue_submission_name, score_file_name, write_glue_submission, write_score_file
 from data_utils.task_def import TaskDef
 from mt_dnn.batch import Batch
-from mt_dnn.batcher import restore_order
+from mt_dnn.batcher import restore_order, unshard
+from mt_dnn.distributed import DistContext, gather_objects
 from mt_dnn.options import ModelOptions, TrainOptions, autocast_context, autocast_dtype
 from mt_dnn.tasks import Decoded, DecodeOptions, get_task_handler
 
@@ -35,16 +36,20 @@ class EvalResult:
 
 @dataclass(frozen=True)
 class EvalSettings:
-    """How a network is run for evaluation: device, autocast dtype (None = float32), decoding options."""
+    """How a network is run for evaluation: device, autocast dtype (None = float32), decoding options,
+    and the ranks whose shards of a dataset are gathered back (one process by default)."""
 
     device: torch.device = torch.device("cpu")
     amp_dtype: torch.dtype | None = None
     decode: DecodeOptions = DecodeOptions()
+    dist: DistContext = DistContext()
 
     @classmethod
-    def of_run(cls, model_opts: ModelOptions, train_opts: TrainOptions, device: torch.device) -> EvalSettings:
+    def of_run(
+        cls, model_opts: ModelOptions, train_opts: TrainOptions, device: torch.device, dist: DistContext = DistContext()
+    ) -> EvalSettings:
         """The settings a run trained with: its autocast precision and ``--max_answer_len``."""
-        return cls(device, autocast_dtype(train_opts), DecodeOptions(max_answer_len=model_opts.san.max_answer_len))
+        return cls(device, autocast_dtype(train_opts), DecodeOptions(max_answer_len=model_opts.san.max_answer_len), dist)
 
 
 @torch.no_grad()
@@ -73,6 +78,12 @@ def predict_dataset(
     order = getattr(loader.sampler, "order", None)
     if order is not None:
         merged = Decoded(*(restore_order(values, order) for values in (merged.uids, merged.predictions, merged.scores, merged.golds)))
+    if settings.dist.enabled:
+        # Each rank scored its contiguous shard (build_eval_loader with rank/world_size): rank order is dataset order.
+        source = loader.dataset
+        total = len(source.dataset) if isinstance(source, torch.utils.data.Subset) else len(source)
+        parts = gather_objects(merged, settings.dist)
+        merged = Decoded(*(unshard([getattr(part, field) for part in parts], total) for field in ("uids", "predictions", "scores", "golds")))
     return handler.finalize(merged, task_def)
 
 

@@ -10,6 +10,7 @@ from torch import nn
 
 from data_utils.errors import MTDNNInputError
 from data_utils.task_def import TaskDef
+from mt_dnn.distributed import DistContext, all_finite, all_reduce_gradients
 from mt_dnn.inference import EvalSettings, predict_logits
 from mt_dnn.loss import build_criterion
 from mt_dnn.optim import build_optimizer, build_scheduler
@@ -39,8 +40,10 @@ class MTDNNModel:
         adv_opts: AdvOptions,
         total_updates: int,
         device: torch.device,
+        dist_ctx: DistContext = DistContext(),
     ):
         self.device = device
+        self.dist = dist_ctx
         self.network = network.to(device)
         self.opts = train_opts
         self.task_ids = {task_def.name: index for index, task_def in enumerate(task_defs)}
@@ -69,10 +72,11 @@ class MTDNNModel:
         adv_opts: AdvOptions,
         batches_per_epoch: int,
         device: torch.device,
+        dist_ctx: DistContext = DistContext(),
     ) -> MTDNNModel:
         """A model whose schedule spans the run's real number of updates (``total_updates``)."""
         updates = total_updates(batches_per_epoch, train_opts.epochs, train_opts.grad_accumulation_step)
-        return cls(network, task_defs, train_opts, adv_opts, updates, device)
+        return cls(network, task_defs, train_opts, adv_opts, updates, device, dist_ctx)
 
     def _trainable(self) -> list[nn.Parameter]:
         return [p for p in self.network.parameters() if p.requires_grad]
@@ -102,7 +106,7 @@ class MTDNNModel:
                 )
                 if adv_term is not None:
                     loss = loss + adv_term
-        if not torch.isfinite(loss):
+        if not all_finite(loss, self.dist):
             return self._skip_non_finite(batch)
         self.bad_steps = 0
         self.scaler.scale(loss.float() / self.opts.grad_accumulation_step).backward()
@@ -127,8 +131,11 @@ class MTDNNModel:
         return None
 
     def _optimizer_step(self) -> None:
-        self.scaler.unscale_(self.optimizer)
         params = self._trainable()
+        if self.dist.enabled:
+            # Once per update, after the last accumulating micro-step: each rank's shard mean → the global mean.
+            all_reduce_gradients(params, self.dist.world_size)
+        self.scaler.unscale_(self.optimizer)
         if self.opts.grad_clipping > 0:
             for param in params:
                 if param.grad is not None:

@@ -28,8 +28,11 @@ logger = logging.getLogger("mt_dnn")
 STALE_TEMP_TARGETS = ("model_*.pt", "*_scores_*", "*_encoding.pt", "config.json")
 
 
-def prepare_output_dir(run: RunOptions) -> Path:
-    """Create ``--output_dir``, check it and the log file are writable, start logging, clear stale temp files."""
+def prepare_output_dir(run: RunOptions, is_main: bool = True) -> Path:
+    """Create ``--output_dir``, check it and the log file are writable, start logging, clear stale temp files.
+
+    Under torchrun only rank 0 (``is_main``) writes the log file and logs below warnings.
+    """
     output_dir = Path(run.output_dir)
     log_file = Path(run.log_file) if os.path.isabs(run.log_file) else output_dir / run.log_file
     try:
@@ -38,10 +41,13 @@ def prepare_output_dir(run: RunOptions) -> Path:
         for folder in {output_dir, log_file.parent}:
             if not os.access(folder, os.W_OK | os.X_OK):
                 raise PermissionError(13, "Permission denied")
-        setup_logging(log_file)
+        if is_main:
+            setup_logging(log_file)
+        else:
+            setup_logging(None, logging.WARNING)
     except OSError as err:
         raise MTDNNInputError(f"--output_dir/--log_file cannot be written: {err.strerror or err}", log_file) from None
-    for pattern in STALE_TEMP_TARGETS:
+    for pattern in STALE_TEMP_TARGETS if is_main else ():
         for stale in remove_stale_temp_files(output_dir, pattern):
             logger.warning("removed %s, left by a save that was interrupted", stale)
     return output_dir
@@ -107,3 +113,13 @@ def open_tensorboard(run: RunOptions, output_dir: Path) -> Any:
         logger.warning("--tensorboard needs the tensorboard package (pip install tensorboard); not logging to it")
         return None
     return SummaryWriter(str(output_dir / run.tensorboard_logdir))
+
+
+def run_task_defs(task_defs_all: dict[str, TaskDef], data: DataOptions) -> list[TaskDef]:
+    """One head per distinct task of the training (and test) datasets, in first-seen order."""
+    task_defs: list[TaskDef] = []
+    for name in list(data.train_datasets) + list(data.test_datasets):
+        task_def = get_task_def(task_defs_all, name, data.task_def)
+        if task_def not in task_defs:
+            task_defs.append(task_def)
+    return task_defs

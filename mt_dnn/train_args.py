@@ -143,7 +143,8 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     model.add_argument(
         "--multi_gpu_on",
         action="store_true",
-        help="upstream's multi-GPU switch; multi-GPU training is not available yet, so setting it is an error",
+        help="upstream's single-process multi-GPU switch (DataParallel); not available, so setting it is an error: "
+        "use torchrun --nproc_per_node N train.py …",
     )
     model.add_argument(
         "--mem_cum_type",
@@ -305,7 +306,7 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
         default=8,
         help="global training batch size: examples per forward/backward step, before gradient accumulation "
         "(an optimizer update sees --batch_size × --grad_accumulation_step examples); --bin_on makes long bins' "
-        "batches smaller",
+        "batches smaller; under torchrun each process takes its 1/N share of every global batch",
     )
     train.add_argument(
         "--batch_size_eval", type=int, default=8, help="batch size of evaluation and of --encode_mode"
@@ -456,15 +457,15 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
         "--local-rank",
         type=int,
         default=int(os.environ.get("LOCAL_RANK", -1)),
-        help="process rank under torchrun (read from $LOCAL_RANK when set); multi-GPU training is not available yet, "
-        "so a value of 0 or more is an error",
+        help="this process's GPU on its node under torchrun, which sets $LOCAL_RANK (read from there); "
+        "-1 outside torchrun",
     )
     dist.add_argument(
         "--world_size",
         type=int,
         default=1,
-        help="accepted for compatibility with upstream scripts; 1 has no effect, more is an error "
-        "(multi-GPU training is not available yet)",
+        help="accepted for compatibility with upstream scripts; no effect here: torchrun sets the world size "
+        "(torchrun --nproc_per_node N train.py …)",
     )
     dist.add_argument("--master_addr", default="localhost", help=NO_EFFECT)
     dist.add_argument("--master_port", default="6600", help=NO_EFFECT)
@@ -493,6 +494,7 @@ class RunOptions:
     tensorboard_logdir: str
     tokenizer: str | None
     encode_mode: bool
+    local_rank: int
 
 
 def _pick(cls: type, args: argparse.Namespace, **overrides: Any) -> Any:
@@ -545,8 +547,11 @@ def options_from_args(args: argparse.Namespace) -> tuple[RunOptions, DataOptions
         raise MTDNNInputError("--fp16 and --bf16 are exclusive: pick one")
     if args.grad_accumulation_step < 1:
         raise MTDNNInputError("--grad_accumulation_step must be at least 1")
-    if args.multi_gpu_on or args.local_rank >= 0 or args.world_size > 1:
-        raise MTDNNInputError("multi-GPU training (--multi_gpu_on, torchrun/--local_rank) is not available yet")
+    if args.multi_gpu_on:
+        raise MTDNNInputError(
+            "--multi_gpu_on (single-process multi-GPU training, DataParallel) is not available: start one process per GPU with "
+            "torchrun --nproc_per_node N train.py …, which is also faster"
+        )
     if args.warmup_schedule not in WARMUP_SCHEDULES:
         raise MTDNNInputError(f"--warmup_schedule must be one of {sorted(WARMUP_SCHEDULES)}")
     if args.fp16_opt_level != "O1":

@@ -50,6 +50,8 @@ class DataFormatSpec:
     data_format: ClassVar[DataFormat]
     # False for formats that come as tokenized JSON only (no canonical TSV layout).
     reads_canonical: ClassVar[bool] = True
+    # Index of the label cell in a canonical TSV row; an optional soft-label column follows it.
+    label_column: ClassVar[int] = 1
 
     # --- canonical TSV ----------------------------------------------------------------
     def parse_row(self, fields: list[str], line: int, task_def: TaskDef, path: Path) -> CanonicalRow:

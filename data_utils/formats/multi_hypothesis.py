@@ -35,6 +35,7 @@ class PremiseAndMultiHypothesisFormat(DataFormatSpec):
     """A premise with k candidate hypotheses per row (QNLI as ranking, WikiQA, …)."""
 
     data_format = DataFormat.PremiseAndMultiHypothesis
+    label_column = 2  # after uid and the comma-joined ruids
 
     def parse_row(self, fields: list[str], line: int, task_def: TaskDef, path: Path) -> CanonicalRow:
         """uid, comma-joined ruids and labels (one per hypothesis), the premise and the hypotheses."""
