@@ -136,24 +136,29 @@ def test_canonical_tsv_gets_a_soft_label_column_or_a_class_1_probability(tmp_pat
     rte = load_task_defs(GLUE_YAML)["rte"]
     tsv = tmp_path / "rte_train.tsv"
     tsv.write_text("".join(f"{uid}\tentailment\tpremise {uid}\thypothesis {uid}\n" for uid in AVERAGED))
-    teachers = [write_scores(tmp_path / "t1.json", TEACHER_1), write_scores(tmp_path / "t2.json", TEACHER_2)]
+    teachers = ",".join(str(write_scores(tmp_path / f"t{i}.json", t)) for i, t in enumerate((TEACHER_1, TEACHER_2)))
+
+    def upstream(std_input: Path, std_output: Path, *extra: str) -> None:
+        main(["--task_def", str(GLUE_YAML), "--task", "rte", "--std_input", str(std_input), "--score", teachers,
+              "--std_output", str(std_output), *extra])
+
     with_column = tmp_path / "rte_kd_train.tsv"
-    upstream_flags = ["--task_def", str(GLUE_YAML), "--task", "rte", "--std_input", str(tsv),
-                      "--score", ",".join(map(str, teachers))]
-    main([*upstream_flags, "--std_output", str(with_column), "--add_soft_label"])
-    rows = read_canonical(with_column, rte)  # what prepro_std.py reads into 'softlabel'
+    upstream(tsv, with_column, "--add_soft_label")
+    rows = read_canonical(with_column, rte)  # what prepro_std.py turns into 'softlabel'
     assert [(r.uid, r.label, r.texts) for r in rows] == [(u, "entailment", [f"premise {u}", f"hypothesis {u}"]) for u in AVERAGED]
     assert [r.softlabel for r in rows] == [pytest.approx(AVERAGED[r.uid], abs=1e-12) for r in rows]
 
     replaced = tmp_path / "rte_prob_train.tsv"
-    main([*upstream_flags, "--std_output", str(replaced)])
+    upstream(tsv, replaced)
     cells = [line.split("\t") for line in replaced.read_text().splitlines()]
     assert [float(c[1]) for c in cells] == pytest.approx([AVERAGED[c[0]][1] for c in cells], abs=1e-12)
     assert [c[2:] for c in cells] == [[f"premise {u}", f"hypothesis {u}"] for u in AVERAGED]
 
-    with pytest.raises(MTDNNInputError, match="already has a soft-label column"):
-        main([*upstream_flags[:5], str(with_column), "--score", upstream_flags[-1],
-              "--std_output", str(tmp_path / "again.tsv"), "--add_soft_label"])
+    with pytest.raises(MTDNNInputError, match=f"^{re.escape(str(with_column))}:1: the row already has a soft-label column"):
+        upstream(with_column, tmp_path / "again.tsv", "--add_soft_label")
+    mnli = ["--task_def", str(GLUE_YAML), "--task", "mnli", "--std_input", str(tsv), "--score", teachers]
+    with pytest.raises(MTDNNInputError, match="task mnli has 3 classes: .* needs a binary task; pass --add_soft_label"):
+        main([*mnli, "--std_output", str(tmp_path / "mnli.tsv")])
 
 
 # ---- the chain: teachers → predict.py → soft labels → student ----------------------------------

@@ -14,13 +14,23 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from data_utils.errors import MTDNNInputError
 from data_utils.task_def import DataFormat, TaskDef, parse_soft_label
 
-if TYPE_CHECKING:  # the tokenizer side; imported only for type hints
-    from data_utils.features import FeatureEncoder
+
+class FeatureEncoder(Protocol):
+    """What a format needs of the tokenizer side (``data_utils.features.FeatureEncoder`` is one)."""
+
+    tokenizer: Any  # a Hugging Face tokenizer: cls_token_id, sep_token_id
+    options: Any  # max_seq_len, do_padding
+
+    def encode_texts(self, firsts: list[str], seconds: list[str] | None) -> tuple[list[list[int]], ...]:
+        """``(token ids, type ids, attention masks)`` of single texts or of (first, second) pairs."""
+
+    def word_pieces(self, words: list[str]) -> list[list[int]]:
+        """Sub-token ids of each word tokenized alone, without special tokens."""
 
 _SEQUENCE_EVAL_ERRORS = (ValueError, SyntaxError, TypeError, MemoryError, RecursionError)
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from data_utils.errors import MTDNNInputError
 from data_utils.formats.base import (
     CanonicalRow,
     DataFormatSpec,
+    FeatureEncoder,
     TokenRow,
     cut,
     first_blank,
@@ -25,9 +26,6 @@ from data_utils.formats.base import (
 )
 from data_utils.formats.registry import register_data_format
 from data_utils.task_def import DataFormat, TaskDef
-
-if TYPE_CHECKING:
-    from data_utils.features import FeatureEncoder
 
 
 @register_data_format

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from data_utils.formats.base import (
     CanonicalRow,
+    FeatureEncoder,
     SingleSequenceFormat,
     first_blank,
     fixed_columns,
@@ -20,9 +21,6 @@ from data_utils.formats.base import (
 )
 from data_utils.formats.registry import register_data_format
 from data_utils.task_def import DataFormat, TaskDef
-
-if TYPE_CHECKING:
-    from data_utils.features import FeatureEncoder
 
 
 class _SentenceFormat(SingleSequenceFormat):

@@ -9,15 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from data_utils.errors import MTDNNInputError
-from data_utils.formats.base import CanonicalRow, SingleSequenceFormat, cut, fixed_columns, is_int, string_list, with_softlabel
+from data_utils.formats.base import (
+    CanonicalRow,
+    FeatureEncoder,
+    SingleSequenceFormat,
+    cut,
+    fixed_columns,
+    is_int,
+    string_list,
+    with_softlabel,
+)
 from data_utils.formats.registry import register_data_format
 from data_utils.task_def import DataFormat, TaskDef
-
-if TYPE_CHECKING:
-    from data_utils.features import FeatureEncoder
 
 
 @register_data_format
