@@ -53,7 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--transformer_cache", default=".cache")
     p.add_argument("--encoder_type", type=int, default=int(EncoderModelType.BERT),
                    help="accepted as upstream; the architecture comes from the model's config")
-    p.add_argument("--cuda", action="store_true", default=torch.cuda.is_available())
+    p.add_argument(
+        "--cuda",
+        action=argparse.BooleanOptionalAction,
+        default=torch.cuda.is_available(),
+        help="run on the GPU (on by default when torch sees one); --no-cuda runs on the CPU",
+    )
     return p
 
 

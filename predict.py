@@ -60,7 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max_seq_len", type=int, default=512,
                    help="as in training: examples are scored whole; longer ones are counted in a warning")
     p.add_argument("--batch_size_eval", type=int, default=8)
-    p.add_argument("--cuda", action="store_true", default=torch.cuda.is_available())
+    p.add_argument(
+        "--cuda",
+        action=argparse.BooleanOptionalAction,
+        default=torch.cuda.is_available(),
+        help="run on the GPU (on by default when torch sees one); --no-cuda runs on the CPU",
+    )
     return p
 
 

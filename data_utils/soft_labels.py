@@ -72,12 +72,15 @@ def check_same_uids(teacher: SoftLabels, lines: dict[str, int], input_path: Path
     extra = [uid for uid in teacher if uid not in lines]
     if extra:
         raise MTDNNInputError(
-            f"{len(extra)} scored uid(s) are not in {input_path}, first {extra[0]!r}; was this teacher run on another file?",
+            f"{len(extra)} scored uid(s) are not in {input_path}, first {extra[0]!r}; "
+            "was this teacher run on another file?",
             teacher_path,
         )
 
 
-def average_teachers(score_paths: Sequence[Path], task_def: TaskDef, lines: dict[str, int], input_path: Path) -> SoftLabels:
+def average_teachers(
+    score_paths: Sequence[Path], task_def: TaskDef, lines: dict[str, int], input_path: Path
+) -> SoftLabels:
     """uid → the mean of the teachers' probability rows, for every uid of the input."""
     teachers = []
     for path in score_paths:
@@ -92,8 +95,9 @@ def unique_uids(uid_lines: Iterable[tuple[str, int]], path: Path) -> dict[str, i
     lines: dict[str, int] = {}
     for uid, line in uid_lines:
         if uid in lines:
-            raise MTDNNInputError(f"uid {uid!r} appears again (first on line {lines[uid]}); soft labels are matched by uid",
-                                  path, line)
+            raise MTDNNInputError(
+                f"uid {uid!r} appears again (first on line {lines[uid]}); soft labels are matched by uid", path, line
+            )
         lines[uid] = line
     if not lines:
         raise MTDNNInputError("no rows: the file is empty", path)
@@ -101,7 +105,7 @@ def unique_uids(uid_lines: Iterable[tuple[str, int]], path: Path) -> dict[str, i
 
 
 def read_features(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    """The JSON objects of a tokenized JSON-lines file with their line numbers (blank lines skipped, as training does)."""
+    """The JSON objects of a JSON-lines file with their line numbers (blank lines skipped, as training does)."""
     samples = []
     for line_no, line in iter_lines(path):
         if not line:
@@ -127,7 +131,7 @@ def features_with_soft_labels(input_path: Path, score_paths: Sequence[Path], tas
 def canonical_with_soft_labels(
     input_path: Path, score_paths: Sequence[Path], task_def: TaskDef, add_column: bool
 ) -> list[str]:
-    """The canonical TSV's lines with a soft-label column after the label, or (binary tasks) the class-1 probability as label."""
+    """The canonical TSV's lines with a soft-label column after the label, or the class-1 probability as label."""
     if not add_column and task_def.n_class != 2:
         raise MTDNNInputError(
             f"task {task_def.name} has {task_def.n_class} classes: replacing the label by the class-1 probability "
@@ -139,7 +143,7 @@ def canonical_with_soft_labels(
     soft = average_teachers(score_paths, task_def, lines, input_path)
     label = get_data_format(task_def.data_format).label_column
     out = []
-    for row, (_, cells) in zip(rows, canonical_fields(input_path)):
+    for row, (_, cells) in zip(rows, canonical_fields(input_path), strict=True):
         if not add_column:
             cells[label] = str(soft[row.uid][1])
         elif row.softlabel is not None:
@@ -153,9 +157,9 @@ def canonical_with_soft_labels(
 def add_soft_labels(
     input_path: Path, score_paths: Sequence[Path], output_path: Path, task_def: TaskDef, add_column: bool = True
 ) -> int:
-    """Write ``input_path`` with the teachers' averaged probabilities to ``output_path`` atomically; returns the row count.
+    """Write ``input_path`` with the teachers' averaged probabilities to ``output_path`` atomically; returns the rows.
 
-    A ``.tsv`` input is a canonical TSV (``add_column`` as in the module docstring), anything else tokenized JSON lines.
+    A ``.tsv`` input is a canonical TSV (``add_column`` as in the module docstring), anything else JSON lines.
     """
     check_distillable(task_def)
     is_tsv = input_path.suffix == ".tsv"
