@@ -119,6 +119,8 @@ def setup(
 
     # Data: per-task datasets, the multi-task sampler (paper's Algorithm 1), the collater.
     train_sets = list(load_datasets(train_files, task_defs_all, data, limit, is_train=True).values())
+    if train_opts.mkd_opt > 0 and not any(dataset.has_soft_labels for dataset in train_sets):
+        logger.warning("--mkd_opt %d: no training file carries 'softlabel' (prepare_distillation_data.py): no KD term", train_opts.mkd_opt)
     # Every rank plans the same global batches and takes its shard of each.
     sampler_options = replace(SamplerOptions.of_run(data, train_opts.seed), rank=ctx.rank, world_size=ctx.world_size)
     sampler = MultiTaskBatchSampler(train_sets, data.batch_size, options=sampler_options)

@@ -74,6 +74,7 @@ class TaskDataset(torch.utils.data.Dataset):
         self.samples: list[dict] = []
         self._lengths: list[int] = []
         self.n_truncated = 0
+        self.has_soft_labels = False  # every line carries a 'softlabel' (all or none do)
         # (token length, line) of the longest example as stored (after any truncation).
         self.longest = (0, 0)
         self._format = get_data_format(task_def.data_format)
@@ -122,6 +123,7 @@ class TaskDataset(torch.utils.data.Dataset):
                 self.longest = (length, line_no)
         if not self.samples:
             raise MTDNNInputError("no examples: the file is empty", self.path)
+        self.has_soft_labels = soft_label_size is not None
         logger.info(
             "loaded %d examples of %s from %s%s",
             len(self.samples),
@@ -141,6 +143,10 @@ class TaskDataset(torch.utils.data.Dataset):
             return None
         if not isinstance(soft, list) or not soft or not all(is_number(v) for v in soft):
             raise ValueError(f"'softlabel' must be a non-empty list of numbers, got {soft!r}")
+        if self.task_def.spec.soft_label_per_class and len(soft) != self.task_def.n_class:
+            raise ValueError(
+                f"'softlabel' has {len(soft)} probabilities; task {self.task_def.name} has {self.task_def.n_class} classes"
+            )
         return len(soft)
 
     def _truncate(self, sample: dict) -> int:

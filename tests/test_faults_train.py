@@ -271,3 +271,18 @@ def test_cli_faults_are_one_line_exit_2_and_no_traceback(tiny_model_dir, feature
         assert process.returncode == 2, stderr
         assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
         assert stderr.startswith("error: ") and expected in stderr, stderr
+
+
+def test_soft_label_of_another_class_count_is_named_by_line(task_defs, tmp_path):
+    from data_utils.errors import MTDNNInputError
+    from mt_dnn.batcher import TaskDataset
+
+    from conftest import FEATURES
+
+    lines = (FEATURES / "rte_train.json").read_text(encoding="utf-8").splitlines()
+    rows = [{**json.loads(line), "softlabel": [0.5, 0.5]} for line in lines[:3]]
+    rows[2]["softlabel"] = [0.2, 0.3, 0.5]
+    path = tmp_path / "rte_train.json"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    with pytest.raises(MTDNNInputError, match=r"rte_train\.json:3: 'softlabel' has 3 probabilities; task rte has 2 classes"):
+        TaskDataset(path, task_defs["rte"], "rte")
