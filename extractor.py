@@ -33,6 +33,7 @@ from mt_dnn.checkpoint import is_mtdnn_checkpoint
 from mt_dnn.encode import extract
 from mt_dnn.encoder import load_encoder
 from mt_dnn.options import ModelOptions
+from mt_dnn.sources import check_vocabulary
 
 logger = logging.getLogger("mt_dnn")
 
@@ -112,6 +113,7 @@ def load_tokenizer(args: argparse.Namespace) -> Any:
         tokenizer = AutoTokenizer.from_pretrained(args.bert_model, cache_dir=args.transformer_cache, **kwargs)
     except OSError as err:
         raise MTDNNInputError(f"cannot load the tokenizer of {args.bert_model!r}: {str(err).splitlines()[0]}") from None
+    check_vocabulary(tokenizer, args.bert_model, "--bert_model")
     # Vectors are cut to the real length from the left, so padding must go on the right.
     tokenizer.padding_side = "right"
     return tokenizer

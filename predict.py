@@ -38,6 +38,7 @@ from data_utils.task_def import (
 )
 from mt_dnn.batcher import Collater, TaskDataset, build_eval_loader
 from mt_dnn.checkpoint import RunCheckpoint, load_run_checkpoint
+from mt_dnn.encoder import encoder_limits
 from mt_dnn.inference import EvalSettings, evaluate, flat_scores, format_metrics
 
 logger = logging.getLogger("mt_dnn")
@@ -171,6 +172,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     check_input_fits_head(args.prep_input, run.task_names, task_def)
 
     dataset = load_input(args.prep_input, task_def, args.max_seq_len, run.encoder_config.get("max_position_embeddings"))
+    limits = encoder_limits(run.network.bert)
+    dataset.check_fits(None, limits.vocab_size, limits.type_vocab_size)
     loader = build_eval_loader(dataset, args.batch_size_eval, Collater(run.pad_token_id, args.max_seq_len, keep_samples=True))
     # The run's own precision (fp32, or --bf16/--fp16 autocast) and --max_answer_len; no optimizer.
     settings = EvalSettings.of_run(run.model_opts, run.train_opts, device)

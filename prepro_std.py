@@ -42,6 +42,7 @@ from data_utils.features import (
 )
 from data_utils.log_utils import setup_logging
 from data_utils.task_def import load_task_defs
+from mt_dnn.sources import check_model_source, check_vocabulary
 
 logger = logging.getLogger("mt_dnn")
 
@@ -50,12 +51,15 @@ def load_tokenizer(model: str, cache_dir: str | None) -> Any:
     """``AutoTokenizer.from_pretrained`` with a one-line error when the tokenizer cannot be loaded."""
     from transformers import AutoTokenizer
 
+    check_model_source(model, "--model", f"--model {model!r}: cannot load its tokenizer")
     try:
-        return AutoTokenizer.from_pretrained(model, cache_dir=cache_dir)
+        tokenizer = AutoTokenizer.from_pretrained(model, cache_dir=cache_dir)
     # transformers raises many types here (OSError, ValueError, HTTP errors); all mean "cannot load".
     except Exception as err:  # noqa: BLE001
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise MTDNNInputError(f"--model {model!r}: cannot load its tokenizer: {first_line}") from None
+    check_vocabulary(tokenizer, model, "--model")
+    return tokenizer
 
 
 # --- command line -------------------------------------------------------------------------

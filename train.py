@@ -43,20 +43,28 @@ from data_utils.task_def import load_task_defs, task_def_to_dict
 from mt_dnn.batcher import Collater, MultiTaskDataset, TaskDataset, apply_word_dropout, build_eval_loader
 from mt_dnn.checkpoint import (
     check_resumable,
-    is_mtdnn_checkpoint,
     load_mtdnn_checkpoint,
     save_training_checkpoint,
     set_rng_state,
 )
 from mt_dnn.distributed import DistContext, broadcast_parameters, init_distributed, shut_down
 from mt_dnn.encode import write_encodings
-from mt_dnn.encoder import initial_network, position_limit
+from mt_dnn.encoder import encoder_limits, initial_network
 from mt_dnn.inference import EvalSettings, evaluate, format_metrics, write_eval_outputs
 from mt_dnn.model import MTDNNModel
 from mt_dnn.options import AdvOptions, DataOptions, ModelOptions, TrainOptions, options_to_dict
-from mt_dnn.run_setup import dataset_files, load_datasets, open_tensorboard, prepare_output_dir, run_task_defs, set_seed
+from mt_dnn.run_setup import (
+    check_run,
+    dataset_files,
+    load_datasets,
+    open_tensorboard,
+    preflight,
+    prepare_output_dir,
+    run_task_defs,
+    set_seed,
+)
 from mt_dnn.sampler import MultiTaskBatchSampler, SamplerOptions
-from mt_dnn.sources import load_tokenizer
+from mt_dnn.sources import run_tokenizer
 from mt_dnn.train_args import RunOptions, build_parser, options_from_args  # noqa: F401  (tests import them from here)
 
 logger = logging.getLogger("mt_dnn")
@@ -102,15 +110,12 @@ def setup(
     set_seed(train_opts.seed)
     device = torch.device(f"cuda:{ctx.local_rank}" if run.cuda and torch.cuda.is_available() else "cpu")
     task_defs = run_task_defs(task_defs_all, data)
-    tokenizer_source = run.tokenizer or (None if is_mtdnn_checkpoint(model_opts.init_checkpoint) else model_opts.init_checkpoint)
-    if tokenizer_source is None:
-        raise MTDNNInputError("--init_checkpoint is an MT-DNN .pt file: name its tokenizer with --tokenizer")
-    tokenizer = load_tokenizer(tokenizer_source, model_opts.transformer_cache, "--tokenizer" if run.tokenizer else "--init_checkpoint")
+    tokenizer_source, tokenizer = run_tokenizer(run.tokenizer, model_opts.init_checkpoint, model_opts.transformer_cache)
     network = initial_network(model_opts, task_defs, tokenizer.sep_token_id, run.resume)
-    limit = position_limit(network.bert)
-    if limit is not None and data.max_seq_len > limit:
-        raise MTDNNInputError(f"--max_seq_len {data.max_seq_len} is more than the encoder's {limit} positions")
-    eval_sets = load_datasets(test_files, task_defs_all, data, limit, is_train=False)
+    limits = encoder_limits(network.bert)
+    if limits.positions is not None and data.max_seq_len > limits.positions:
+        raise MTDNNInputError(f"--max_seq_len {data.max_seq_len} is more than the encoder's {limits.positions} positions")
+    eval_sets = load_datasets(test_files, task_defs_all, data, limits, is_train=False)
     eval_collater = Collater(tokenizer.pad_token_id or 0, data.max_seq_len, data.do_padding, keep_samples=True)
     if run.encode_mode:  # each test dataset's test split (else dev) → {name}_encoding.pt, then stop
         if ctx.is_main:
@@ -118,9 +123,7 @@ def setup(
         return None
 
     # Data: per-task datasets, the multi-task sampler (paper's Algorithm 1), the collater.
-    train_sets = list(load_datasets(train_files, task_defs_all, data, limit, is_train=True).values())
-    if train_opts.mkd_opt > 0 and not any(dataset.has_soft_labels for dataset in train_sets):
-        logger.warning("--mkd_opt %d: no training file carries 'softlabel' (prepare_distillation_data.py): no KD term", train_opts.mkd_opt)
+    train_sets = list(load_datasets(train_files, task_defs_all, data, limits, is_train=True).values())
     # Every rank plans the same global batches and takes its shard of each.
     sampler_options = replace(SamplerOptions.of_run(data, train_opts.seed), rank=ctx.rank, world_size=ctx.world_size)
     sampler = MultiTaskBatchSampler(train_sets, data.batch_size, options=sampler_options)
@@ -131,10 +134,13 @@ def setup(
         num_workers=data.dataloader_num_workers,
         generator=torch.Generator().manual_seed(train_opts.seed),
     )
+    check_run(data, train_opts, tokenizer, train_sets, len(sampler), device)
     # Model: optimizer and schedule over the real number of updates.
     model = MTDNNModel.for_run(network, task_defs, train_opts, adv_opts, len(sampler), device, ctx)
     if ctx.enabled:
         broadcast_parameters(model.network)
+    eval_settings = EvalSettings.of_run(model_opts, train_opts, device, ctx)
+    preflight(model, train_sets, train_loader.collate_fn, list(eval_sets.values()), eval_collater, data, eval_settings)
     config = {
         "run": options_to_dict(run),
         "data": options_to_dict(data),
@@ -159,7 +165,7 @@ def setup(
     )
     return TrainingRun(
         run, data, train_opts, output_dir, model, sampler, train_loader, eval_sets, eval_collater,
-        EvalSettings.of_run(model_opts, train_opts, device, ctx), ctx, config,
+        eval_settings, ctx, config,
         word_dropout_rng=torch.Generator().manual_seed(train_opts.seed),
         unk_id=tokenizer.unk_token_id if tokenizer.unk_token_id is not None else 0,
         special_ids=tokenizer.all_special_ids,
@@ -280,6 +286,11 @@ def main(argv: list[str] | None = None) -> None:
     except MTDNNInputError as err:
         log_to_files_only(f"error: {err}")  # run_cli prints it to stderr
         raise
+    except KeyboardInterrupt:
+        saved = sorted(Path(run.output_dir).glob("model_*.pt"), key=lambda path: path.stat().st_mtime)
+        hint = f"; resume with --resume --model_ckpt {saved[-1]}" if saved else ""
+        logger.warning("interrupted%s", hint)
+        sys.exit(130)
     finally:
         shut_down(ctx)
 

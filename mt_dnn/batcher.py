@@ -75,8 +75,11 @@ class TaskDataset(torch.utils.data.Dataset):
         self._lengths: list[int] = []
         self.n_truncated = 0
         self.has_soft_labels = False  # every line carries a 'softlabel' (all or none do)
-        # (token length, line) of the longest example as stored (after any truncation).
+        # (value, line) of the longest example as stored (after any truncation), the largest token id
+        # and the largest type id: what must fit the encoder's positions, vocabulary and type vocabulary.
         self.longest = (0, 0)
+        self.largest_token_id = (0, 0)
+        self.largest_type_id = (0, 0)
         self._format = get_data_format(task_def.data_format)
         self._load()
 
@@ -121,6 +124,11 @@ class TaskDataset(torch.utils.data.Dataset):
             self._lengths.append(length)
             if length > self.longest[0]:
                 self.longest = (length, line_no)
+            for tokens, types, _ in self._format.token_rows(sample):
+                if max(tokens) > self.largest_token_id[0]:
+                    self.largest_token_id = (max(tokens), line_no)
+                if max(types) > self.largest_type_id[0]:
+                    self.largest_type_id = (max(types), line_no)
         if not self.samples:
             raise MTDNNInputError("no examples: the file is empty", self.path)
         self.has_soft_labels = soft_label_size is not None
@@ -153,16 +161,28 @@ class TaskDataset(torch.utils.data.Dataset):
         """Cut an over-long training example to ``max_seq_len`` in place; returns the new length."""
         return self._format.truncate(sample, self.max_seq_len)
 
-    def check_fits(self, position_limit: int) -> None:
-        """``MTDNNInputError`` at the longest example when it has more tokens than the encoder has positions."""
+    def check_fits(self, position_limit: int | None, vocab_size: int | None, type_vocab_size: int | None) -> None:
+        """``MTDNNInputError`` at the first line that does not fit the encoder: more tokens than it has
+        positions, a token id beyond its vocabulary, a type id beyond its type vocabulary (None: not checked)."""
         length, line = self.longest
-        if length > position_limit:
+        if position_limit is not None and length > position_limit:
             raise MTDNNInputError(
                 f"an example of {length} tokens, longer than the encoder's {position_limit} positions "
                 f"(re-run prepro_std.py with --max_seq_len {position_limit})",
                 self.path,
                 line,
             )
+        token_id, line = self.largest_token_id
+        if vocab_size is not None and token_id >= vocab_size:
+            raise MTDNNInputError(
+                f"token id {token_id} is beyond the encoder's vocabulary of {vocab_size} "
+                "(features made with another model's tokenizer?)",
+                self.path,
+                line,
+            )
+        type_id, line = self.largest_type_id
+        if type_vocab_size is not None and type_id >= type_vocab_size:
+            raise MTDNNInputError(f"type id {type_id} is beyond the encoder's {type_vocab_size} token types", self.path, line)
 
     def lengths(self) -> list[int]:
         """Token length of every example (the longest hypothesis for multi-hypothesis data)."""

@@ -40,6 +40,8 @@ def is_mtdnn_checkpoint(path: str) -> bool:
 
 def load_mtdnn_checkpoint(path: str) -> dict[str, Any]:
     """Load an MT-DNN ``.pt`` file without pickle; a clear error when it is not one."""
+    if Path(path).is_dir():
+        raise MTDNNInputError("is a folder, not a checkpoint file: pass an MT-DNN model_<epoch>.pt", path)
     if not Path(path).is_file():
         raise MTDNNInputError("checkpoint not found", path)
     if not zipfile.is_zipfile(path):

@@ -7,6 +7,7 @@ run starts from (the encoder, one new head per task, and the heads an MT-DNN che
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from transformers import AutoConfig, AutoModel, BertConfig, BertModel, PretrainedConfig, PreTrainedModel
 
@@ -26,8 +27,12 @@ def _apply_encoder_options(config: PretrainedConfig, opts: ModelOptions) -> Pret
     for key in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
         if hasattr(config, key):
             setattr(config, key, opts.bert_dropout_p)
-    if opts.num_hidden_layers > 0:
-        config.num_hidden_layers = min(opts.num_hidden_layers, config.num_hidden_layers)
+    if opts.num_hidden_layers > config.num_hidden_layers:
+        logger.warning(
+            "--num_hidden_layers %d: the encoder has only %d layers; all are used", opts.num_hidden_layers, config.num_hidden_layers
+        )
+    elif opts.num_hidden_layers > 0:
+        config.num_hidden_layers = opts.num_hidden_layers
     return config
 
 
@@ -56,12 +61,33 @@ def load_encoder(opts: ModelOptions) -> PreTrainedModel:
         raise MTDNNInputError(f"cannot load encoder {source!r}: {str(err).splitlines()[0]}") from None
     config = _apply_encoder_options(config, opts)
     try:
-        return AutoModel.from_pretrained(
-            source, config=config, cache_dir=opts.transformer_cache, attn_implementation="sdpa"
-        )
-    except (ValueError, ImportError):
-        # Architectures without an SDPA implementation fall back to their default attention.
-        return AutoModel.from_pretrained(source, config=config, cache_dir=opts.transformer_cache)
+        try:
+            return AutoModel.from_pretrained(
+                source, config=config, cache_dir=opts.transformer_cache, attn_implementation="sdpa"
+            )
+        except (ValueError, ImportError):
+            # Architectures without an SDPA implementation fall back to their default attention.
+            return AutoModel.from_pretrained(source, config=config, cache_dir=opts.transformer_cache)
+    except OSError as err:  # a config without a weights file, a download that failed
+        raise MTDNNInputError(f"cannot load encoder {source!r}: {str(err).splitlines()[0]}") from None
+
+
+@dataclass(frozen=True)
+class EncoderLimits:
+    """What every input row must fit: positions, vocabulary, token types (None: no limit to check)."""
+
+    positions: int | None
+    vocab_size: int | None
+    type_vocab_size: int | None
+
+
+def encoder_limits(encoder: PreTrainedModel) -> EncoderLimits:
+    """The limits of ``encoder``; type ids are unchecked when it ignores them (one type: RoBERTa)."""
+    embeddings = encoder.get_input_embeddings()
+    types = getattr(encoder.config, "type_vocab_size", 0)
+    return EncoderLimits(
+        position_limit(encoder), getattr(embeddings, "num_embeddings", None), types if types > 1 else None
+    )
 
 
 def position_limit(encoder: PreTrainedModel) -> int | None:

@@ -115,6 +115,23 @@ class MTDNNModel:
             self._optimizer_step()
         return loss.item()
 
+    def check_batch(self, batch: Batch) -> None:
+        """Forward one batch and compute its losses without training (eval mode, RNG states untouched).
+
+        A head, loss or input that does not fit the data fails here, before the first update.
+        """
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
+            self.network.eval()
+            batch = batch.to(self.device)
+            task_id = self.task_ids[batch.task_def.name]
+            handler = self.handlers[task_id]
+            with autocast_context(self.device, self.amp_dtype):
+                logits = self.network(batch.input_ids, batch.token_type_ids, batch.attention_mask, task_id)
+                handler.compute_loss(self.criteria[task_id], logits, batch)
+                if self.opts.mkd_opt > 0 and batch.soft_labels is not None:
+                    self.kd_criteria[task_id].distill(handler.distill_targets_view(logits, batch), batch.soft_labels)
+
     def _skip_non_finite(self, batch: Batch) -> None:
         self.bad_steps += 1
         logger.warning(

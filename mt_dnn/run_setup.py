@@ -5,9 +5,11 @@ dataset that does not fit the encoder is one line naming it, not a fault an epoc
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +20,13 @@ from data_utils.errors import MTDNNInputError
 from data_utils.file_io import remove_stale_temp_files
 from data_utils.log_utils import setup_logging
 from data_utils.task_def import TaskDef, get_task_def
+from mt_dnn.batch import Batch
 from mt_dnn.batcher import TaskDataset
-from mt_dnn.options import DataOptions
+from mt_dnn.encoder import EncoderLimits
+from mt_dnn.inference import EvalSettings, predict_logits
+from mt_dnn.model import MTDNNModel
+from mt_dnn.options import DataOptions, TrainOptions
+from mt_dnn.tasks import get_task_handler
 from mt_dnn.train_args import RunOptions
 
 logger = logging.getLogger("mt_dnn")
@@ -47,6 +54,8 @@ def prepare_output_dir(run: RunOptions, is_main: bool = True) -> Path:
             setup_logging(None, logging.WARNING)
     except OSError as err:
         raise MTDNNInputError(f"--output_dir/--log_file cannot be written: {err.strerror or err}", log_file) from None
+    if is_main:
+        lock_output_dir(output_dir)  # before clearing temp files: a live run's save may be one of them
     for pattern in STALE_TEMP_TARGETS if is_main else ():
         for stale in remove_stale_temp_files(output_dir, pattern):
             logger.warning("removed %s, left by a save that was interrupted", stale)
@@ -78,10 +87,10 @@ def load_datasets(
     files: dict[str, Path] | dict[str, list[tuple[str, Path]]],
     task_defs_all: dict[str, TaskDef],
     data: DataOptions,
-    limit: int | None,
+    limits: EncoderLimits,
     is_train: bool,
 ) -> dict[tuple[str, str], TaskDataset]:
-    """Every dataset file, checked line by line and against the encoder's ``limit`` positions."""
+    """Every dataset file, checked line by line and against the encoder's positions and vocabularies."""
     split_files = [(name, "train", path) for name, path in files.items()] if is_train else [
         (name, split, path) for name, found in files.items() for split, path in found
     ]
@@ -89,8 +98,7 @@ def load_datasets(
     for name, split, path in split_files:
         task_def = get_task_def(task_defs_all, name, data.task_def)
         datasets[(name, split)] = dataset = TaskDataset(path, task_def, name, data.max_seq_len, is_train=is_train)
-        if limit is not None:
-            dataset.check_fits(limit)
+        dataset.check_fits(limits.positions, limits.vocab_size, limits.type_vocab_size)
     return datasets
 
 
@@ -122,4 +130,111 @@ def run_task_defs(task_defs_all: dict[str, TaskDef], data: DataOptions) -> list[
         task_def = get_task_def(task_defs_all, name, data.task_def)
         if task_def not in task_defs:
             task_defs.append(task_def)
+    trained = {get_task_def(task_defs_all, name, data.task_def).name for name in data.train_datasets}
+    untrained = [task_def.name for task_def in task_defs if task_def.name not in trained]
+    if untrained and data.train_datasets:
+        logger.warning(
+            "no --train_datasets entry trains the head of %s: its scores come from a new head (or from "
+            "--init_checkpoint's head of that task)", ", ".join(untrained)
+        )
     return task_defs
+
+
+def lock_output_dir(output_dir: Path) -> None:
+    """Claim ``--output_dir`` for this process until it exits: a second live run into it is refused
+    (its checkpoints and score files would overwrite this one's); a lock left by a dead process is taken over."""
+    lock = output_dir / ".mt-dnn.lock"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            owner = _lock_owner(lock)
+            if owner is not None and owner != os.getpid() and _alive(owner):
+                raise MTDNNInputError(
+                    f"another run (process {owner}) is writing into this --output_dir; wait for it or choose another",
+                    output_dir,
+                ) from None
+            lock.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as handle:
+            handle.write(str(os.getpid()))
+        atexit.register(_release, lock, os.getpid())
+        return
+    raise MTDNNInputError("cannot take the lock file .mt-dnn.lock", output_dir)
+
+
+def _lock_owner(lock: Path) -> int | None:
+    try:
+        return int(lock.read_text(encoding="utf-8").strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _release(lock: Path, pid: int) -> None:
+    if _lock_owner(lock) == pid:
+        lock.unlink(missing_ok=True)
+
+
+def check_run(
+    data: DataOptions, train_opts: TrainOptions, tokenizer: Any, train_sets: list[TaskDataset], batches_per_epoch: int,
+    device: torch.device,
+) -> None:
+    """Run-level faults found before the first update: a --max_seq_len with no room for text, an
+    accumulation that never reaches one update; and warnings for settings that run but do not do what was meant."""
+    specials = tokenizer.num_special_tokens_to_add(pair=True)
+    if data.max_seq_len <= specials:
+        raise MTDNNInputError(f"--max_seq_len {data.max_seq_len} leaves no room for text: a pair takes {specials} special tokens")
+    if batches_per_epoch * train_opts.epochs < train_opts.grad_accumulation_step:
+        raise MTDNNInputError(
+            f"--grad_accumulation_step {train_opts.grad_accumulation_step} is more than the run's "
+            f"{batches_per_epoch * train_opts.epochs} batches: no update would ever happen"
+        )
+    if train_opts.mkd_opt > 0 and not any(dataset.has_soft_labels for dataset in train_sets):
+        logger.warning("--mkd_opt %d: no training file carries 'softlabel' (prepare_distillation_data.py): no KD term", train_opts.mkd_opt)
+    if train_opts.fp16 and device.type == "cpu":
+        logger.warning("--fp16 on a CPU runs float16 in emulation, several times slower than float32; --bf16 is native there")
+
+
+def preflight(
+    model: MTDNNModel,
+    train_sets: list[TaskDataset],
+    train_collate: Callable[[list], Batch],
+    eval_sets: list[TaskDataset],
+    eval_collate: Callable[[list], Batch],
+    data: DataOptions,
+    settings: EvalSettings,
+) -> None:
+    """One batch of every training file through forward and loss, one of every dev/test file through
+    forward and decoding, before the first update: a loss, head or input that does not fit fails now."""
+
+    def first(dataset: TaskDataset, collate: Callable[[list], Batch], size: int) -> tuple[Path, Batch]:
+        return dataset.path, collate([dataset[i] for i in range(min(size, len(dataset)))])
+
+    first_batches = [first(dataset, train_collate, data.batch_size) for dataset in train_sets]
+    eval_batches = [first(dataset, eval_collate, data.batch_size_eval) for dataset in eval_sets]
+    checks = [(path, batch, True) for path, batch in first_batches] + [(path, batch, False) for path, batch in eval_batches]
+    for path, batch, is_train in checks:
+        try:
+            if is_train:
+                model.check_batch(batch)
+            else:
+                task_id = model.network.task_id(batch.task_def.name)
+                logits = predict_logits(model.network, batch, task_id, settings).cpu()
+                get_task_handler(batch.task_def.task_type).decode(logits, batch, settings.decode)
+        except (RuntimeError, ValueError, IndexError, TypeError, KeyError) as err:
+            reason = str(err).splitlines()[0] if str(err) else ""
+            raise MTDNNInputError(
+                f"its first batch fails before training ({type(err).__name__}: {reason}); check task "
+                f"{batch.task_def.name}'s loss, n_class and data_format in --task_def",
+                path,
+            ) from None

@@ -38,10 +38,12 @@ def check_model_source(source: str, flag: str, lead: str) -> None:
     if path.is_dir() and _is_run_folder(path):
         checkpoints = sorted(path.glob("model_*.pt"))
         example = checkpoints[-1] if checkpoints else path / "model_0.pt"
-        raise MTDNNInputError(
-            f"{lead}: {source} is a train.py output folder, not a model: pass one of its checkpoints "
-            f"(e.g. {example}) to {flag} and name the tokenizer with --tokenizer"
-        )
+        if flag == "--init_checkpoint":
+            raise MTDNNInputError(
+                f"{lead}: {source} is a train.py output folder, not a model: pass one of its checkpoints "
+                f"(e.g. {example}) to {flag} and name the tokenizer with --tokenizer"
+            )
+        raise MTDNNInputError(f"{lead}: {source} is a train.py output folder; {flag} needs a tokenizer id or folder")
     if not path.exists() and _looks_like_path(source):
         raise MTDNNInputError(f"{lead}: no such file or folder ({flag})")
 
@@ -53,7 +55,30 @@ def load_tokenizer(source: str, cache_dir: str | None, flag: str) -> Any:
     lead = f"cannot load the tokenizer {source!r}"
     check_model_source(source, flag, lead)
     try:
-        return AutoTokenizer.from_pretrained(source, cache_dir=cache_dir)
+        tokenizer = AutoTokenizer.from_pretrained(source, cache_dir=cache_dir)
     except (OSError, ValueError) as err:  # missing files, offline hub, bad repo id, unknown tokenizer class
         first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise MTDNNInputError(f"{lead} ({flag}): {first_line}") from None
+    check_vocabulary(tokenizer, source, flag)
+    return tokenizer
+
+
+def check_vocabulary(tokenizer: Any, source: str, flag: str) -> None:
+    """Refuse a tokenizer that knows only its special tokens: a folder with a config but no vocabulary
+    file yields one, and it turns every word into [UNK] without a word."""
+    if len(tokenizer) <= len(set(tokenizer.all_special_ids)) + 1:
+        raise MTDNNInputError(
+            f"{flag} {source}: the tokenizer has no vocabulary beyond its {len(tokenizer)} special tokens "
+            "(no vocab.txt / tokenizer.json in the folder?)"
+        )
+
+
+def run_tokenizer(tokenizer_flag: str | None, init_checkpoint: str, cache_dir: str | None) -> tuple[str, Any]:
+    """``(source, tokenizer)`` of a training run: ``--tokenizer``, else ``--init_checkpoint`` unless that is a ``.pt``."""
+    if tokenizer_flag:
+        return tokenizer_flag, load_tokenizer(tokenizer_flag, cache_dir, "--tokenizer")
+    if init_checkpoint.endswith(".pt"):
+        if not Path(init_checkpoint).is_file():
+            raise MTDNNInputError(f"--init_checkpoint {init_checkpoint}: no such file")
+        raise MTDNNInputError("--init_checkpoint is an MT-DNN .pt file: name its tokenizer with --tokenizer")
+    return init_checkpoint, load_tokenizer(init_checkpoint, cache_dir, "--init_checkpoint")

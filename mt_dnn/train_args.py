@@ -32,6 +32,7 @@ def str2bool(value: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
+MODEL_CKPT_DEFAULT = "checkpoints/model_0.pt"
 NO_EFFECT = "accepted for compatibility with upstream scripts; no effect here"
 
 
@@ -379,7 +380,7 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--model_ckpt",
-        default="checkpoints/model_0.pt",
+        default=MODEL_CKPT_DEFAULT,
         help="with --resume: the training checkpoint to continue from (e.g. <output_dir>/model_<epoch>.pt)",
     )
     train.add_argument(
@@ -539,10 +540,29 @@ def check_ranges(args: argparse.Namespace) -> None:
     require("num_hidden_layers", args.num_hidden_layers == -1 or args.num_hidden_layers >= 1, "-1 (all) or at least 1")
 
 
+def check_choices(args: argparse.Namespace) -> None:
+    """Names that registries and tables resolve later (optimizer, schedule, SMART norm), checked before any loading."""
+    from mt_dnn.optim import OPTIMIZER_REGISTRY, SCHEDULES
+    from mt_dnn.perturbation import NORMS
+
+    if args.optimizer.lower() not in OPTIMIZER_REGISTRY:
+        raise MTDNNInputError(f"--optimizer {args.optimizer!r} is unknown; choose one of {', '.join(OPTIMIZER_REGISTRY)}")
+    if args.scheduler_type not in SCHEDULES:
+        raise MTDNNInputError(f"--scheduler_type {args.scheduler_type} is unknown; choose one of {sorted(SCHEDULES)}")
+    if args.adv_train and args.adv_p_norm not in NORMS:
+        raise MTDNNInputError(f"--adv_p_norm must be one of {', '.join(NORMS)}, got {args.adv_p_norm!r}")
+    if args.model_ckpt != MODEL_CKPT_DEFAULT and not args.resume:
+        raise MTDNNInputError(
+            "--model_ckpt is read only with --resume; to start a new run from a checkpoint's weights, "
+            "pass it as --init_checkpoint (with --tokenizer)"
+        )
+
+
 def options_from_args(args: argparse.Namespace) -> tuple[RunOptions, DataOptions, ModelOptions, TrainOptions, AdvOptions]:
     """Split the parsed flags into the typed option objects; bad values and combinations fail here."""
     split = lambda text: tuple(name for name in text.split(",") if name)  # noqa: E731
     check_ranges(args)
+    check_choices(args)
     if args.fp16 and args.bf16:
         raise MTDNNInputError("--fp16 and --bf16 are exclusive: pick one")
     if args.grad_accumulation_step < 1:

@@ -286,3 +286,116 @@ def test_soft_label_of_another_class_count_is_named_by_line(task_defs, tmp_path)
     path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     with pytest.raises(MTDNNInputError, match=r"rte_train\.json:3: 'softlabel' has 3 probabilities; task rte has 2 classes"):
         TaskDataset(path, task_defs["rte"], "rte")
+
+
+# ---- further faults found by trying bad inputs (Step 4 note) -------------------------------------
+@pytest.fixture
+def config_only_folder(tmp_path) -> Path:
+    """A folder with an encoder config but no weights and no vocabulary."""
+    folder = tmp_path / "config_only"
+    folder.mkdir()
+    from conftest import MINILM
+
+    shutil.copy(MINILM / "config.json", folder / "config.json")
+    return folder
+
+
+def test_tokenizer_without_a_vocabulary_is_refused(config_only_folder, tiny_model_dir, features_dir, tmp_path, capsys):
+    argv = train_args(tiny_model_dir, features_dir, tmp_path / "out", "--tokenizer", str(config_only_folder), datasets="rte")
+    code, error = run_main(argv, capsys)
+    assert code == 2 and "the tokenizer has no vocabulary beyond its 5 special tokens" in error
+
+
+def test_encoder_folder_without_weights(config_only_folder, tiny_model_dir, features_dir, tmp_path, capsys):
+    argv = train_args(config_only_folder, features_dir, tmp_path / "out", "--tokenizer", str(tiny_model_dir), datasets="rte")
+    code, error = run_main(argv, capsys)
+    assert code == 2 and f"cannot load encoder '{config_only_folder}'" in error
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--grad_accumulation_step", "50"], "--grad_accumulation_step 50 is more than the run's 6 batches"),
+        (["--model_ckpt", "x/model_0.pt"], "--model_ckpt is read only with --resume"),
+        (["--optimizer", "adamm"], "--optimizer 'adamm' is unknown"),
+        (["--scheduler_type", "9"], "--scheduler_type 9 is unknown"),
+        (["--max_seq_len", "3"], "--max_seq_len 3 leaves no room for text: a pair takes 3 special tokens"),
+    ],
+)
+def test_settings_that_would_train_nothing_or_something_else(flags, message, tiny_model_dir, features_dir, tmp_path, capsys):
+    code, error = run_main(train_args(tiny_model_dir, features_dir, tmp_path, *flags, datasets="rte"), capsys)
+    assert code == 2 and message in error, error
+    assert checkpoints(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("token_id", 50000, "token id 50000 is beyond the encoder's vocabulary of 30522"),
+        ("type_id", 2, "type id 2 is beyond the encoder's 2 token types"),
+    ],
+)
+def test_dev_ids_beyond_the_encoder_fail_before_training(field, value, message, tiny_model_dir, features_dir, tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(features_dir / "rte_train.json", data / "rte_train.json")
+    rows = [json.loads(line) for line in (features_dir / "rte_dev.json").read_text().splitlines()]
+    rows[4][field][1] = value
+    (data / "rte_dev.json").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    code, error = run_main(train_args(tiny_model_dir, data, tmp_path / "out", datasets="rte"), capsys)
+    assert code == 2 and f"rte_dev.json:5: {message}" in error, error
+    assert checkpoints(tmp_path / "out") == []
+
+
+def test_a_loss_that_does_not_fit_the_head_fails_before_training(tiny_model_dir, features_dir, tmp_path, capsys):
+    tasks = yaml.safe_load(GLUE_YAML.read_text(encoding="utf-8"))
+    tasks["rte"]["loss"] = "MseCriterion"
+    path = tmp_path / "tasks.yml"
+    path.write_text(yaml.safe_dump({"rte": tasks["rte"]}), encoding="utf-8")
+    argv = train_args(tiny_model_dir, features_dir, tmp_path / "out", datasets="rte")
+    argv[argv.index("--task_def") + 1] = str(path)
+    code, error = run_main(argv, capsys)
+    assert code == 2 and "rte_train.json: its first batch fails before training" in error
+    assert "check task rte's loss, n_class and data_format in --task_def" in error
+    assert checkpoints(tmp_path / "out") == []
+
+
+def test_a_second_live_run_into_the_same_output_dir_is_refused(tiny_model_dir, features_dir, tmp_path, capsys):
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / ".mt-dnn.lock").write_text(str(sleeper.pid))
+        code, error = run_main(train_args(tiny_model_dir, features_dir, tmp_path, datasets="stsb"), capsys)
+        assert code == 2 and f"another run (process {sleeper.pid}) is writing into this --output_dir" in error
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    # The owner is gone: its lock is stale and the next run takes it over.
+    main(train_args(tiny_model_dir, features_dir, tmp_path, "--epochs", "1", datasets="stsb"))
+    assert checkpoints(tmp_path) == ["model_0.pt"]
+
+
+def test_interrupt_is_one_line_naming_the_checkpoint_to_resume(tiny_model_dir, features_dir, tmp_path, monkeypatch, capsys):
+    from mt_dnn.model import MTDNNModel
+
+    real_update, calls = MTDNNModel.update, []
+
+    def update_then_interrupt(self, batch):
+        calls.append(1)
+        if len(calls) == 5:  # the 2nd batch of epoch 1 (3 batches an epoch)
+            raise KeyboardInterrupt
+        return real_update(self, batch)
+
+    monkeypatch.setattr(MTDNNModel, "update", update_then_interrupt)
+    with pytest.raises(SystemExit) as exit_:
+        main(train_args(tiny_model_dir, features_dir, tmp_path, datasets="rte"))
+    assert exit_.value.code == 130
+    log = (tmp_path / "mt-dnn-train.log").read_text(encoding="utf-8")
+    assert f"interrupted; resume with --resume --model_ckpt {tmp_path / 'model_0.pt'}" in log
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_predict_with_a_folder_as_checkpoint(tiny_model_dir, features_dir, tmp_path, capsys):
+    argv = ["--task", "rte", "--checkpoint", str(tiny_model_dir), "--prep_input", str(features_dir / "rte_dev.json"),
+            "--score", str(tmp_path / "s.json")]
+    code, error = run_main(argv, capsys, entry=predict_main)
+    assert code == 2 and "is a folder, not a checkpoint file: pass an MT-DNN model_<epoch>.pt" in error
