@@ -274,10 +274,10 @@ def test_cli_faults_are_one_line_exit_2_and_no_traceback(tiny_model_dir, feature
 
 
 def test_soft_label_of_another_class_count_is_named_by_line(task_defs, tmp_path):
+    from conftest import FEATURES
+
     from data_utils.errors import MTDNNInputError
     from mt_dnn.batcher import TaskDataset
-
-    from conftest import FEATURES
 
     lines = (FEATURES / "rte_train.json").read_text(encoding="utf-8").splitlines()
     rows = [{**json.loads(line), "softlabel": [0.5, 0.5]} for line in lines[:3]]
