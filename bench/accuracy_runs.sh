@@ -9,6 +9,7 @@
 # Run lanes a and b side by side on a 2-core machine (one thread per job).
 # Lane "seed" (with SEED=2019, …) repeats the single-task comparison with another seed.
 # Lane "smart" (TASKS="rte mrpc") runs each task plain and with SMART (--adv_train, SPEC §6 defaults).
+# Lane "kd": the plain RTE run of lane "smart" scores RTE train; a student trains on its soft labels (--mkd_opt 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=${MODEL:-../shared/models/all-MiniLM-L6-v2}
@@ -62,5 +63,14 @@ case "${1:-all}" in
        ours ${task}_adamw_s$SEED 3 adamw $GLUE_DEF $task "$DATA"
        ours ${task}_adamw_smart_s$SEED 3 adamw $GLUE_DEF $task "$DATA" 3e-5 --adv_train
      done ;;
+  kd) teacher="$OUT/rte_adamw_s$SEED"  # lane "smart" (TASKS=rte) trains it; here it teaches a student (Step 5)
+     KD="$OUT/kd_data_s$SEED"; mkdir -p "$KD"
+     [ -f "$teacher/model_2.pt" ] || { echo "run lane smart with TASKS=rte first" >&2; exit 2; }
+     [ -f "$KD/teacher_rte_train_scores.json" ] || python predict.py --task rte --checkpoint "$teacher/model_2.pt" \
+       --prep_input "$DATA/rte_train.json" --batch_size_eval 32 --score "$KD/teacher_rte_train_scores.json"
+     python prepare_distillation_data.py --task_def $GLUE_DEF --task rte --input "$DATA/rte_train.json" \
+       --teacher_scores "$KD/teacher_rte_train_scores.json" --output "$KD/rte_kd_train.json"
+     cp "$DATA/rte_dev.json" "$KD/rte_dev.json"
+     ours rte_kd_student_s$SEED 3 adamw $GLUE_DEF rte "$KD" 3e-5 --train_datasets rte_kd --mkd_opt 1 ;;
   all) "$0" a & "$0" b; wait ;;
 esac
