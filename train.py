@@ -119,7 +119,7 @@ def setup(
     eval_collater = Collater(tokenizer.pad_token_id or 0, data.max_seq_len, data.do_padding, keep_samples=True)
     if run.encode_mode:  # each test dataset's test split (else dev) → {name}_encoding.pt, then stop
         if ctx.is_main:
-                write_encodings(network.to(device), eval_sets, output_dir, data.batch_size_eval, eval_collater, device)
+            write_encodings(network.to(device), eval_sets, output_dir, data.batch_size_eval, eval_collater, device)
         return None
 
     # Data: per-task datasets, the multi-task sampler (paper's Algorithm 1), the collater.

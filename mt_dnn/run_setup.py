@@ -1,4 +1,6 @@
-"""Setup of a training run besides the model: the output folder and log, the dataset files, seeds, TensorBoard.
+"""Setup of a training run besides the model: the output folder (log, lock, stale temp files), the
+dataset files, the task heads, seeds, TensorBoard, and the checks run before the first update
+(``check_run``, ``preflight``).
 
 ``train.py`` calls these before the first update, so a wrong path, an unwritable folder or a
 dataset that does not fit the encoder is one line naming it, not a fault an epoch later.
@@ -56,9 +58,9 @@ def prepare_output_dir(run: RunOptions, is_main: bool = True) -> Path:
         raise MTDNNInputError(f"--output_dir/--log_file cannot be written: {err.strerror or err}", log_file) from None
     if is_main:
         lock_output_dir(output_dir)  # before clearing temp files: a live run's save may be one of them
-    for pattern in STALE_TEMP_TARGETS if is_main else ():
-        for stale in remove_stale_temp_files(output_dir, pattern):
-            logger.warning("removed %s, left by a save that was interrupted", stale)
+        for pattern in STALE_TEMP_TARGETS:
+            for stale in remove_stale_temp_files(output_dir, pattern):
+                logger.warning("removed %s, left by a save that was interrupted", stale)
     return output_dir
 
 
