@@ -204,7 +204,7 @@ def train_one_epoch(t: TrainingRun, epoch: int, start_position: int) -> None:
                 batch.input_ids, batch.attention_mask, t.data.dropout_w, t.unk_id, t.special_ids, t.word_dropout_rng
             )
         loss = t.model.update(batch)
-        examples += batch.batch_size
+        examples += batch.batch_size * t.dist.world_size  # the global batch: every rank took its share
         if loss is not None:
             running_loss = loss if running_loss is None else 0.99 * running_loss + 0.01 * loss
         if not t.model.stepped:
