@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from data_utils.errors import MTDNNInputError
 
@@ -79,6 +80,18 @@ def iter_lines(path: str | Path, strip: bool = True) -> Iterator[tuple[int, str]
             if bad is not None:
                 raise _not_utf8(bad, bad.start() + 1, path, number)
             yield number, (line.strip() if strip else line.rstrip("\r\n"))
+
+
+def iter_json_lines(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """Yield ``(line_number, value)`` of each non-blank line of a JSON-lines file; bad JSON names its line."""
+    for number, line in iter_lines(path):
+        if not line:
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise MTDNNInputError(f"malformed JSON: {err.msg} (column {err.colno})", path, number) from None
+        yield number, value
 
 
 def read_text(path: str | Path) -> str:

@@ -24,7 +24,7 @@ from typing import Any
 
 from data_utils.canonical import canonical_fields, read_canonical
 from data_utils.errors import MTDNNInputError
-from data_utils.file_io import atomic_write, iter_lines
+from data_utils.file_io import atomic_write, iter_json_lines
 from data_utils.formats import get_data_format
 from data_utils.score_files import read_score_file, scores_by_uid
 from data_utils.task_def import TASK_TYPE_SPECS, TaskDef
@@ -107,13 +107,7 @@ def unique_uids(uid_lines: Iterable[tuple[str, int]], path: Path) -> dict[str, i
 def read_features(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """The JSON objects of a JSON-lines file with their line numbers (blank lines skipped, as training does)."""
     samples = []
-    for line_no, line in iter_lines(path):
-        if not line:
-            continue
-        try:
-            sample = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise MTDNNInputError(f"malformed JSON: {err.msg} (column {err.colno})", path, line_no) from None
+    for line_no, sample in iter_json_lines(path):
         if not isinstance(sample, dict) or "uid" not in sample:
             raise MTDNNInputError("a line must hold one JSON object with a 'uid'", path, line_no)
         samples.append((line_no, sample))

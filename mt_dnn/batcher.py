@@ -19,7 +19,6 @@ per-sample outputs in rank order, concatenate, and keep the first ``len(dataset)
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Sequence
@@ -29,7 +28,7 @@ from typing import Any
 import torch
 
 from data_utils.errors import MTDNNInputError
-from data_utils.file_io import iter_lines
+from data_utils.file_io import iter_json_lines
 from data_utils.formats import get_data_format
 from data_utils.formats.base import is_number
 from data_utils.task_def import TaskDef
@@ -87,13 +86,7 @@ class TaskDataset(torch.utils.data.Dataset):
         pairwise_size: int | None = None
         soft_label_size: int | None = None
         first_line: int | None = None
-        for line_no, line in iter_lines(self.path):
-            if not line:
-                continue
-            try:
-                sample = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise MTDNNInputError(f"malformed JSON: {err.msg} (column {err.colno})", self.path, line_no) from None
+        for line_no, sample in iter_json_lines(self.path):
             try:
                 if not isinstance(sample, dict):
                     raise ValueError("a line must hold one JSON object")
@@ -125,10 +118,11 @@ class TaskDataset(torch.utils.data.Dataset):
             if length > self.longest[0]:
                 self.longest = (length, line_no)
             for tokens, types, _ in self._format.token_rows(sample):
-                if max(tokens) > self.largest_token_id[0]:
-                    self.largest_token_id = (max(tokens), line_no)
-                if max(types) > self.largest_type_id[0]:
-                    self.largest_type_id = (max(types), line_no)
+                token_id, type_id = max(tokens), max(types)
+                if token_id > self.largest_token_id[0]:
+                    self.largest_token_id = (token_id, line_no)
+                if type_id > self.largest_type_id[0]:
+                    self.largest_type_id = (type_id, line_no)
         if not self.samples:
             raise MTDNNInputError("no examples: the file is empty", self.path)
         self.has_soft_labels = soft_label_size is not None
@@ -162,8 +156,9 @@ class TaskDataset(torch.utils.data.Dataset):
         return self._format.truncate(sample, self.max_seq_len)
 
     def check_fits(self, position_limit: int | None, vocab_size: int | None, type_vocab_size: int | None) -> None:
-        """``MTDNNInputError`` at the first line that does not fit the encoder: more tokens than it has
-        positions, a token id beyond its vocabulary, a type id beyond its type vocabulary (None: not checked)."""
+        """``MTDNNInputError`` naming the line of the longest example or largest id when it does not fit the
+        encoder: more tokens than it has positions, a token id beyond its vocabulary, a type id beyond its
+        type vocabulary (a limit of None is not checked)."""
         length, line = self.longest
         if position_limit is not None and length > position_limit:
             raise MTDNNInputError(

@@ -96,10 +96,7 @@ class MTDNNModel:
             logits, embedding = self.network(
                 batch.input_ids, batch.token_type_ids, batch.attention_mask, task_id, return_embedding=True
             )
-            loss = handler.compute_loss(self.criteria[task_id], logits, batch)
-            if self.opts.mkd_opt > 0 and batch.soft_labels is not None:
-                student = handler.distill_targets_view(logits, batch)
-                loss = loss + self.kd_criteria[task_id].distill(student, batch.soft_labels)
+            loss = self._task_loss(logits, batch, task_id)
             if self.smart is not None:
                 adv_term = self.smart.adversarial_loss(
                     self.network, batch, task_id, logits, embedding, handler, self.adv_criteria[task_id]
@@ -115,6 +112,15 @@ class MTDNNModel:
             self._optimizer_step()
         return loss.item()
 
+    def _task_loss(self, logits: torch.Tensor, batch: Batch, task_id: int) -> torch.Tensor:
+        """The task's loss of a batch, plus the KD term under ``--mkd_opt`` when the batch carries soft labels."""
+        handler = self.handlers[task_id]
+        loss = handler.compute_loss(self.criteria[task_id], logits, batch)
+        if self.opts.mkd_opt > 0 and batch.soft_labels is not None:
+            student = handler.distill_targets_view(logits, batch)
+            loss = loss + self.kd_criteria[task_id].distill(student, batch.soft_labels)
+        return loss
+
     def check_batch(self, batch: Batch) -> None:
         """Forward one batch and compute its losses without training (eval mode, RNG states untouched).
 
@@ -122,15 +128,7 @@ class MTDNNModel:
         """
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), torch.no_grad():
-            self.network.eval()
-            batch = batch.to(self.device)
-            task_id = self.task_ids[batch.task_def.name]
-            handler = self.handlers[task_id]
-            with autocast_context(self.device, self.amp_dtype):
-                logits = self.network(batch.input_ids, batch.token_type_ids, batch.attention_mask, task_id)
-                handler.compute_loss(self.criteria[task_id], logits, batch)
-                if self.opts.mkd_opt > 0 and batch.soft_labels is not None:
-                    self.kd_criteria[task_id].distill(handler.distill_targets_view(logits, batch), batch.soft_labels)
+            self._task_loss(self.predict(batch), batch.to(self.device), self.task_ids[batch.task_def.name])
 
     def _skip_non_finite(self, batch: Batch) -> None:
         self.bad_steps += 1

@@ -70,14 +70,23 @@ def _sgd(groups: list[dict], opts: TrainOptions) -> torch.optim.Optimizer:
     return torch.optim.SGD(groups, lr=opts.learning_rate, momentum=opts.momentum)
 
 
+def optimizer_factory(name: str) -> OptimizerFactory:
+    """The registered factory of ``--optimizer`` (case-insensitive); one line naming the choices otherwise."""
+    factory = OPTIMIZER_REGISTRY.get(name.lower())
+    if factory is None:
+        raise MTDNNInputError(f"--optimizer {name!r} is unknown; choose one of {', '.join(OPTIMIZER_REGISTRY)}")
+    return factory
+
+
+def check_scheduler_type(scheduler_type: int) -> None:
+    """One line naming the choices when ``--scheduler_type`` is not a known schedule."""
+    if scheduler_type not in SCHEDULES:
+        raise MTDNNInputError(f"--scheduler_type {scheduler_type} is unknown; choose one of {sorted(SCHEDULES)}")
+
+
 def build_optimizer(model: nn.Module, opts: TrainOptions) -> torch.optim.Optimizer:
     """The optimizer named by ``--optimizer`` over decay/no-decay parameter groups."""
-    factory = OPTIMIZER_REGISTRY.get(opts.optimizer.lower())
-    if factory is None:
-        raise MTDNNInputError(
-            f"--optimizer {opts.optimizer!r} is unknown; choose one of {', '.join(OPTIMIZER_REGISTRY)}"
-        )
-    return factory(parameter_groups(model.named_parameters(), opts.weight_decay), opts)
+    return optimizer_factory(opts.optimizer)(parameter_groups(model.named_parameters(), opts.weight_decay), opts)
 
 
 def schedule_factor(step: int, total_steps: int, warmup: float, scheduler_type: int, base_lr: float) -> float:
@@ -101,8 +110,7 @@ def build_scheduler(
     optimizer: torch.optim.Optimizer, opts: TrainOptions, total_steps: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """The ``--scheduler_type`` schedule, stepped once per optimizer update."""
-    if opts.scheduler_type not in SCHEDULES:
-        raise MTDNNInputError(f"--scheduler_type {opts.scheduler_type} is unknown; choose one of {sorted(SCHEDULES)}")
+    check_scheduler_type(opts.scheduler_type)
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer,
         lambda step: schedule_factor(step, total_steps, opts.warmup, opts.scheduler_type, opts.learning_rate),

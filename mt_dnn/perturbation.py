@@ -36,12 +36,17 @@ def normalize_delta(delta: torch.Tensor, p_norm: str, per_sentence: bool, epsilo
     return delta / (size + epsilon)
 
 
+def check_p_norm(p_norm: str) -> None:
+    """One line naming the choices when ``--adv_p_norm`` is not a known norm."""
+    if p_norm not in NORMS:
+        raise MTDNNInputError(f"--adv_p_norm must be one of {', '.join(NORMS)}, got {p_norm!r}")
+
+
 class SmartPerturbation:
     """Builds the adversarial term of one batch from its clean logits and embedding output."""
 
     def __init__(self, opts: AdvOptions):
-        if opts.adv_p_norm not in NORMS:
-            raise MTDNNInputError(f"--adv_p_norm must be one of {', '.join(NORMS)}, got {opts.adv_p_norm!r}")
+        check_p_norm(opts.adv_p_norm)
         self.opts = opts
 
     def adversarial_loss(

@@ -8,10 +8,11 @@ dataset that does not fit the encoder is one line naming it, not a fault an epoc
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -102,8 +103,6 @@ def load_datasets(
         datasets[(name, split)] = dataset = TaskDataset(path, task_def, name, data.max_seq_len, is_train=is_train)
         dataset.check_fits(limits.positions, limits.vocab_size, limits.type_vocab_size)
     return datasets
-
-
 
 
 def set_seed(seed: int) -> None:
@@ -218,25 +217,29 @@ def preflight(
 ) -> None:
     """One batch of every training file through forward and loss, one of every dev/test file through
     forward and decoding, before the first update: a loss, head or input that does not fit fails now."""
+    for dataset in train_sets:
+        with _first_batch_faults(dataset):
+            model.check_batch(_first_batch(dataset, train_collate, data.batch_size))
+    for dataset in eval_sets:
+        with _first_batch_faults(dataset):
+            batch = _first_batch(dataset, eval_collate, data.batch_size_eval)
+            logits = predict_logits(model.network, batch, model.network.task_id(dataset.task_def.name), settings)
+            get_task_handler(dataset.task_def.task_type).decode(logits.cpu(), batch, settings.decode)
 
-    def first(dataset: TaskDataset, collate: Callable[[list], Batch], size: int) -> tuple[Path, Batch]:
-        return dataset.path, collate([dataset[i] for i in range(min(size, len(dataset)))])
 
-    first_batches = [first(dataset, train_collate, data.batch_size) for dataset in train_sets]
-    eval_batches = [first(dataset, eval_collate, data.batch_size_eval) for dataset in eval_sets]
-    checks = [(path, batch, True) for path, batch in first_batches] + [(path, batch, False) for path, batch in eval_batches]
-    for path, batch, is_train in checks:
-        try:
-            if is_train:
-                model.check_batch(batch)
-            else:
-                task_id = model.network.task_id(batch.task_def.name)
-                logits = predict_logits(model.network, batch, task_id, settings).cpu()
-                get_task_handler(batch.task_def.task_type).decode(logits, batch, settings.decode)
-        except (RuntimeError, ValueError, IndexError, TypeError, KeyError) as err:
-            reason = str(err).splitlines()[0] if str(err) else ""
-            raise MTDNNInputError(
-                f"its first batch fails before training ({type(err).__name__}: {reason}); check task "
-                f"{batch.task_def.name}'s loss, n_class and data_format in --task_def",
-                path,
-            ) from None
+def _first_batch(dataset: TaskDataset, collate: Callable[[list], Batch], size: int) -> Batch:
+    return collate([dataset[i] for i in range(min(size, len(dataset)))])
+
+
+@contextlib.contextmanager
+def _first_batch_faults(dataset: TaskDataset) -> Iterator[None]:
+    """Turn a fault of a dataset's first batch into one line naming its file and what to check."""
+    try:
+        yield
+    except (RuntimeError, ValueError, IndexError, TypeError, KeyError) as err:
+        reason = str(err).splitlines()[0] if str(err) else ""
+        raise MTDNNInputError(
+            f"its first batch fails before training ({type(err).__name__}: {reason}); check task "
+            f"{dataset.task_def.name}'s loss, n_class and data_format in --task_def",
+            dataset.path,
+        ) from None

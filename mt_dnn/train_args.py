@@ -17,7 +17,9 @@ from typing import Any
 import torch
 
 from data_utils.errors import MTDNNInputError
+from mt_dnn.optim import check_scheduler_type, optimizer_factory
 from mt_dnn.options import AdvOptions, DataOptions, ModelOptions, TrainOptions
+from mt_dnn.perturbation import check_p_norm
 from mt_dnn.tasks import SANOptions
 
 logger = logging.getLogger("mt_dnn")
@@ -542,15 +544,10 @@ def check_ranges(args: argparse.Namespace) -> None:
 
 def check_choices(args: argparse.Namespace) -> None:
     """Names that registries and tables resolve later (optimizer, schedule, SMART norm), checked before any loading."""
-    from mt_dnn.optim import OPTIMIZER_REGISTRY, SCHEDULES
-    from mt_dnn.perturbation import NORMS
-
-    if args.optimizer.lower() not in OPTIMIZER_REGISTRY:
-        raise MTDNNInputError(f"--optimizer {args.optimizer!r} is unknown; choose one of {', '.join(OPTIMIZER_REGISTRY)}")
-    if args.scheduler_type not in SCHEDULES:
-        raise MTDNNInputError(f"--scheduler_type {args.scheduler_type} is unknown; choose one of {sorted(SCHEDULES)}")
-    if args.adv_train and args.adv_p_norm not in NORMS:
-        raise MTDNNInputError(f"--adv_p_norm must be one of {', '.join(NORMS)}, got {args.adv_p_norm!r}")
+    optimizer_factory(args.optimizer)
+    check_scheduler_type(args.scheduler_type)
+    if args.adv_train:
+        check_p_norm(args.adv_p_norm)
     if args.model_ckpt != MODEL_CKPT_DEFAULT and not args.resume:
         raise MTDNNInputError(
             "--model_ckpt is read only with --resume; to start a new run from a checkpoint's weights, "
