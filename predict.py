@@ -4,8 +4,8 @@
         --prep_input data/canonical_data/bert-base-uncased/rte_dev.json \
         --with_label --score rte_dev_scores.json
 
-The network (encoder and every head) is rebuilt from the checkpoint alone, so it runs on
-CPU with no network access; ``--task`` picks a head by task or dataset name
+The network (encoder and every head) is rebuilt from the checkpoint alone (or from a
+``scripts/export_hf.py`` folder), so it runs on CPU with no network access; ``--task`` picks a head by task or dataset name
 (``mnli_matched`` → ``mnli``), ``--task_id`` by position. The score file is the one
 ``train.py`` writes: ``{"metrics", "predictions", "uids", "scores"}``. With
 ``--with_label`` the metrics (the task's ``metric_meta``, or ``--metric ACC,F1``) are
@@ -28,16 +28,10 @@ from data_utils.errors import MTDNNInputError, run_cli
 from data_utils.log_utils import setup_logging
 from data_utils.metrics import METRIC_FUNCTIONS
 from data_utils.score_files import write_score_file
-from data_utils.task_def import (
-    DATASET_ALIASES,
-    Metric,
-    TaskDef,
-    get_task_def,
-    load_task_defs,
-    task_name_of,
-)
+from data_utils.task_def import Metric, TaskDef, get_task_def, load_task_defs
+from mt_dnn.api import MTDNNPredictor, head_name
 from mt_dnn.batcher import Collater, TaskDataset, build_eval_loader
-from mt_dnn.checkpoint import RunCheckpoint, load_run_checkpoint
+from mt_dnn.checkpoint import RunCheckpoint
 from mt_dnn.encoder import encoder_limits
 from mt_dnn.inference import EvalSettings, evaluate, flat_scores, format_metrics
 
@@ -53,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task_def", default=None, help="YAML task definitions (optional; must agree with the checkpoint)")
     p.add_argument("--task", default=None, help="task or dataset name, e.g. rte or mnli_matched")
     p.add_argument("--task_id", type=int, default=None, help="position of the task's head in the checkpoint")
-    p.add_argument("--checkpoint", required=True, help="model_*.pt written by train.py")
+    p.add_argument("--checkpoint", required=True, help="model_*.pt written by train.py, or a scripts/export_hf.py folder")
     p.add_argument("--prep_input", required=True, help="tokenized JSON lines (prepro_std.py output)")
     p.add_argument("--with_label", action="store_true", help="the input carries real labels: compute metrics")
     p.add_argument("--score", required=True, help="score file to write")
@@ -80,14 +74,6 @@ def parse_metrics(text: str) -> tuple[Metric, ...]:
     if unknown:
         raise MTDNNInputError(f"--metric: unknown metric {unknown[0]!r} (supported: {', '.join(m.name for m in METRIC_FUNCTIONS)})")
     return tuple(supported[name.lower()] for name in names)
-
-
-def head_name(names: list[str], dataset: str) -> str | None:
-    """The head among ``names`` that a task or dataset name (``mnli_matched`` → ``mnli``) belongs to, if any."""
-    name = dataset if dataset in names else task_name_of(dataset)
-    if name not in names and DATASET_ALIASES.get(name) in names:
-        name = DATASET_ALIASES[name]
-    return name if name in names else None
 
 
 def check_input_fits_head(path: str, names: list[str], task_def: TaskDef) -> None:
@@ -161,7 +147,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         logger.warning("--cuda: no GPU is available, running on CPU")
     device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
 
-    run = load_run_checkpoint(args.checkpoint, device)
+    run = MTDNNPredictor.from_checkpoint(args.checkpoint, device).run
     task_id = select_task(run, args.task, args.task_id, args.checkpoint)
     task_def = run.task_defs[task_id]
     if args.task_def is not None:

@@ -12,14 +12,18 @@ Several processes (GPUs, or CPU processes with gloo), --batch_size staying the g
 
     torchrun --nproc_per_node 4 train.py ...
     torchrun --nnodes 2 --node_rank 0 --master_addr HOST --master_port 29500 --nproc_per_node 8 train.py ...
+    torchrun --nnodes 2 --node_rank 1 --master_addr HOST --master_port 29500 --nproc_per_node 8 train.py ...
+    torchrun --nproc_per_node 8 train.py ... --fsdp           # shard an encoder too big for one GPU
 
-Resume exactly where a checkpoint stopped (with any number of processes):
+Resume exactly where the last save stopped (with any number of processes): the same command plus
 
-    python train.py ... --resume --model_ckpt checkpoint/model_0.pt
+    python train.py ... --resume                # reads <output_dir>/last.pt (or --model_ckpt FILE)
 
 Every input (flags, paths, datasets against the encoder's positions and the tasks' labels) is
-checked before the first update. Each epoch is checkpointed before it is evaluated; an evaluation
-that fails is reported and training goes on, and the run then exits with code 2 naming it.
+checked before the first update. Each epoch is checkpointed before it is evaluated (weights in
+model_<epoch>.pt, the resumable state in last.pt); an evaluation that fails is reported and training
+goes on, and the run then exits with code 2 naming it. After each evaluation, history.json and
+training_curves.png show the training loss and dev metrics so far.
 
 The file reads top to bottom: setup → train one epoch → save → evaluate, repeated per epoch.
 """
@@ -29,7 +33,7 @@ import json
 import logging
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,21 +42,24 @@ from tqdm import tqdm
 
 from data_utils.errors import MTDNNInputError, run_cli
 from data_utils.file_io import atomic_write
-from data_utils.log_utils import log_to_files_only
+from data_utils.log_utils import ProgressClock, format_duration, log_to_files_only
 from data_utils.task_def import load_task_defs, task_def_to_dict
 from mt_dnn.batcher import Collater, MultiTaskDataset, TaskDataset, apply_word_dropout, build_eval_loader
 from mt_dnn.checkpoint import (
+    RESUME_FILE,
     check_resumable,
     load_mtdnn_checkpoint,
-    save_training_checkpoint,
+    prune_weight_files,
+    save_run_checkpoint,
     set_rng_state,
 )
-from mt_dnn.distributed import DistContext, broadcast_parameters, init_distributed, shut_down
+from mt_dnn.distributed import DistContext, init_distributed, shut_down, use_data_parallel
 from mt_dnn.encode import write_encodings
 from mt_dnn.encoder import encoder_limits, initial_network
 from mt_dnn.inference import EvalSettings, evaluate, format_metrics, write_eval_outputs
 from mt_dnn.model import MTDNNModel
 from mt_dnn.options import AdvOptions, DataOptions, ModelOptions, TrainOptions, options_to_dict
+from mt_dnn.run_history import RunHistory, write_history_and_plot
 from mt_dnn.run_setup import (
     check_run,
     dataset_files,
@@ -91,6 +98,7 @@ class TrainingRun:
     unk_id: int
     special_ids: list[int]
     tensorboard: Any = None
+    history: RunHistory = field(default_factory=RunHistory)
 
 
 def setup(
@@ -105,10 +113,16 @@ def setup(
     task_defs_all = load_task_defs(data.task_def)
     train_files, test_files = dataset_files(data, with_train=not run.encode_mode)
     if run.resume and not Path(run.model_ckpt).is_file():
-        raise MTDNNInputError("--model_ckpt: checkpoint to resume not found", run.model_ckpt)
+        raise MTDNNInputError(
+            "checkpoint to resume not found (--resume reads <output_dir>/last.pt, or the file --model_ckpt names)",
+            run.model_ckpt,
+        )
     output_dir = prepare_output_dir(run, ctx.is_main)
     set_seed(train_opts.seed)
+    if run.threads:
+        torch.set_num_threads(run.threads)
     device = torch.device(f"cuda:{ctx.local_rank}" if run.cuda and torch.cuda.is_available() else "cpu")
+    ctx = replace(ctx, data_parallel=use_data_parallel(run.multi_gpu_on, device, ctx))
     task_defs = run_task_defs(task_defs_all, data)
     tokenizer_source, tokenizer = run_tokenizer(run.tokenizer, model_opts.init_checkpoint, model_opts.transformer_cache)
     network = initial_network(model_opts, task_defs, tokenizer.sep_token_id, run.resume)
@@ -132,13 +146,15 @@ def setup(
         batch_sampler=sampler,
         collate_fn=Collater(tokenizer.pad_token_id or 0, data.max_seq_len, data.do_padding),
         num_workers=data.dataloader_num_workers,
+        pin_memory=device.type == "cuda",
         generator=torch.Generator().manual_seed(train_opts.seed),
     )
     check_run(data, train_opts, tokenizer, train_sets, len(sampler), device)
+    if run.compile:  # in place: parameter names and checkpoints stay those of the plain encoder
+        network.bert.compile(dynamic=True)
     # Model: optimizer and schedule over the real number of updates.
-    model = MTDNNModel.for_run(network, task_defs, train_opts, adv_opts, len(sampler), device, ctx)
-    if ctx.enabled:
-        broadcast_parameters(model.network)
+    # Under torchrun every rank starts from rank 0's weights; --fsdp shards them, --multi_gpu_on wraps them.
+    model = MTDNNModel.for_run(network, task_defs, train_opts, adv_opts, sampler.total_batches(train_opts.epochs), device, ctx)
     eval_settings = EvalSettings.of_run(model_opts, train_opts, device, ctx)
     preflight(model, train_sets, train_loader.collate_fn, list(eval_sets.values()), eval_collater, data, eval_settings)
     config = {
@@ -184,6 +200,9 @@ def resume(t: TrainingRun) -> tuple[int, int]:
         raise MTDNNInputError(f"cannot resume: the checkpoint's state does not fit this run ({str(err).splitlines()[0]})", path) from None
     set_rng_state(checkpoint["rng"])
     t.word_dropout_rng.set_state(checkpoint["rng"]["word_dropout"])
+    t.history = RunHistory.from_state_dict(checkpoint.get("history"))
+    for folder in (Path(path).parent, t.output_dir):  # epochs saved before their evaluation ran
+        t.history.fill_dev_from_score_files(folder, list(t.data.test_datasets))
     # The sampler refuses a checkpoint saved with other data, batch size, seed or mixing options.
     t.sampler.load_state_dict(checkpoint["sampler"])
     epoch, position = checkpoint["sampler"]["epoch"], checkpoint["sampler"]["start"]
@@ -195,9 +214,15 @@ def resume(t: TrainingRun) -> tuple[int, int]:
 def train_one_epoch(t: TrainingRun, epoch: int, start_position: int) -> None:
     """One pass over the sampler's plan from ``start_position``: update, log, save every N updates."""
     t.sampler.set_epoch(epoch, start=start_position)
-    logger.info("epoch %d: %d batches", epoch, len(t.sampler) - start_position)
-    started, examples, running_loss = time.time(), 0, None
-    progress = tqdm(t.train_loader, total=len(t.sampler) - start_position, disable=not sys.stderr.isatty(), desc=f"epoch {epoch}")
+    batches = len(t.sampler)
+    logger.info("epoch %d: %d batches", epoch, batches - start_position)
+    if start_position == 0:
+        t.history.start_epoch()
+    started, examples = time.time(), 0
+    # A progress bar on a terminal; lines in the log every --log_per_updates, or --log_every_seconds without a bar.
+    bar = t.dist.is_main and sys.stderr.isatty()
+    clock = ProgressClock(t.run.log_per_updates, 0 if bar else t.run.log_every_seconds)
+    progress = tqdm(t.train_loader, total=batches - start_position, disable=not bar, desc=f"epoch {epoch}")
     for position, batch in enumerate(progress, start=start_position + 1):
         if t.data.dropout_w > 0:
             batch.input_ids = apply_word_dropout(
@@ -206,46 +231,65 @@ def train_one_epoch(t: TrainingRun, epoch: int, start_position: int) -> None:
         loss = t.model.update(batch)
         examples += batch.batch_size * t.dist.world_size  # the global batch: every rank took its share
         if loss is not None:
-            running_loss = loss if running_loss is None else 0.99 * running_loss + 0.01 * loss
+            t.history.add_loss(loss)
         if not t.model.stepped:
             continue
         updates = t.model.updates
-        if updates % t.run.log_per_updates == 0:
-            rate = examples / max(time.time() - started, 1e-9)
-            eta = (len(t.sampler) - position) * (time.time() - started) / max(position - start_position, 1)
-            logger.info(
-                "task %s update %d loss %.4f lr %.3e | %.1f examples/s | epoch ETA %.0fs",
-                batch.dataset, updates, running_loss or float("nan"), t.model.learning_rate, rate, eta,
-            )
-            if t.tensorboard is not None and running_loss is not None:
-                t.tensorboard.add_scalar("train/loss", running_loss, updates)
-                t.tensorboard.add_scalar("train/lr", t.model.learning_rate, updates)
+        if clock.due(updates):
+            done, left = position - start_position, batches - position
+            log_progress(t, epoch, batch.dataset, examples, time.time() - started, done, left)
         if t.run.save_per_updates_on and updates % t.run.save_per_updates == 0:
             save(t, f"model_{epoch}_{updates}.pt", epoch, batches_done=position)
             evaluate_all(t, None, updates)
+    t.history.end_epoch(epoch, t.model.updates)
     elapsed = time.time() - started
-    logger.info("epoch %d done in %.0fs (%.1f examples/s)", epoch, elapsed, examples / max(elapsed, 1e-9))
+    logger.info("epoch %d done in %s (%.1f examples/s)", epoch, format_duration(elapsed), examples / max(elapsed, 1e-9))
+
+
+def log_progress(
+    t: TrainingRun, epoch: int, task: str, examples: int, elapsed: float, batches_done: int, batches_left: int
+) -> None:
+    """One progress line: epoch, update/total, task, running loss, lr, examples/s, ETA of the epoch and the run."""
+    updates, running_loss = t.model.updates, t.history.running_loss
+    per_batch = elapsed / max(batches_done, 1)
+    epoch_eta = batches_left * per_batch
+    run_eta = epoch_eta + (t.train_opts.epochs - epoch - 1) * len(t.sampler) * per_batch
+    logger.info(
+        "epoch %d | task %s update %d/%d | loss %.4f lr %.3e | %.1f examples/s | ETA epoch %s, run %s (training only)",
+        epoch, task, updates, t.model.total_updates, running_loss if running_loss is not None else float("nan"),
+        t.model.learning_rate, examples / max(elapsed, 1e-9), format_duration(epoch_eta), format_duration(run_eta),
+    )
+    t.history.add_point(epoch, updates, t.model.learning_rate)
+    if t.tensorboard is not None and running_loss is not None:
+        t.tensorboard.add_scalar("train/loss", running_loss, updates)
+        t.tensorboard.add_scalar("train/lr", t.model.learning_rate, updates)
 
 
 def save(t: TrainingRun, name: str, epoch: int, batches_done: int) -> None:
-    """Atomically write ``<output_dir>/<name>`` (rank 0): weights, optimizer, data position and RNGs."""
+    """Rank 0: the weights file ``<output_dir>/<name>``, the resumable ``last.pt``, then ``--keep_last``."""
+    state = t.model.training_state()  # on every rank: pending gradients are averaged, FSDP gathers its shards
     if not t.dist.is_main:
         return
-    save_training_checkpoint(
-        t.output_dir / name, t.model.training_state(), t.config, epoch, t.sampler.state_dict(batches_done=batches_done),
-        t.word_dropout_rng,
+    save_run_checkpoint(
+        t.output_dir, name, state, t.config, epoch, t.sampler.state_dict(batches_done=batches_done),
+        t.word_dropout_rng, t.history.state_dict(),
     )
+    prune_weight_files(t.output_dir, t.run.keep_last)
 
 
 def evaluate_all(t: TrainingRun, epoch: int | None, updates: int | None) -> list[str]:
     """Evaluate every dev/test set and write its score file; returns one line per evaluation that failed."""
     failures = []
+    # Decoding settings each dataset's dev split chose (SQuAD v2: the null-answer threshold), for its test split.
+    chosen: dict[str, dict[str, Any]] = {}
     # Evaluation draws no training randomness: fork the RNG so resume stays exact.
     with torch.random.fork_rng(devices=[]):
         for (name, split), dataset in t.eval_sets.items():
             try:
                 loader = build_eval_loader(dataset, t.data.batch_size_eval, t.eval_collater, t.dist.rank, t.dist.world_size)
-                result = evaluate(t.model.network, loader, dataset.task_def, split == "dev", t.eval_settings)
+                result = evaluate(t.model.network, loader, dataset.task_def, split == "dev", t.eval_settings, chosen.get(name))
+                if split == "dev":
+                    chosen[name] = result.decoding
                 if t.dist.is_main:
                     write_eval_outputs(result, t.output_dir, name, split, dataset.task_def, t.run.glue_format_on, epoch, updates)
             except (MTDNNInputError, OSError, ValueError, RuntimeError) as err:
@@ -254,16 +298,20 @@ def evaluate_all(t: TrainingRun, epoch: int | None, updates: int | None) -> list
                 logger.error("evaluation of %s failed; training goes on", failures[-1])
                 continue
             logger.info("%s %s (epoch %s, update %d): %s", name, split, epoch, t.model.updates, format_metrics(result.metrics))
+            if epoch is not None and split == "dev":
+                t.history.add_dev_metrics(epoch, name, result.metrics)
             for metric, value in result.metrics.items():
                 if t.tensorboard is not None and isinstance(value, float):
                     t.tensorboard.add_scalar(f"{name}/{split}/{metric}", value, t.model.updates)
+    if t.dist.is_main:
+        write_history_and_plot(t.history, t.output_dir)
     return failures
 
 
 def main(argv: list[str] | None = None) -> None:
     """Train, checkpoint and evaluate every epoch; exit 2 with one line on any fault."""
     run, data, model_opts, train_opts, adv_opts = options_from_args(build_parser(__doc__).parse_args(argv))
-    ctx = init_distributed(run.local_rank, run.cuda)
+    ctx = init_distributed(run.local_rank, run.cuda, run.fsdp)
     try:
         t = setup(run, data, model_opts, train_opts, adv_opts, ctx)
         if t is None:
@@ -287,9 +335,11 @@ def main(argv: list[str] | None = None) -> None:
         log_to_files_only(f"error: {err}")  # run_cli prints it to stderr
         raise
     except KeyboardInterrupt:
-        saved = sorted(Path(run.output_dir).glob("model_*.pt"), key=lambda path: path.stat().st_mtime)
-        hint = f"; resume with --resume --model_ckpt {saved[-1]}" if saved else ""
-        logger.warning("interrupted%s", hint)
+        state = Path(run.output_dir) / RESUME_FILE
+        if state.is_file():
+            logger.warning("interrupted; to continue from the last save (%s), run the same command with --resume", state)
+        else:
+            logger.warning("interrupted before the first save: nothing to resume")
         sys.exit(130)
     finally:
         shut_down(ctx)

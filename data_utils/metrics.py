@@ -10,7 +10,8 @@ Inputs per metric family:
 - Pearson, Spearman: gold floats against ``scores`` (the regression outputs).
 - AUC: gold class ids against the positive-class score; ``scores`` holds, per example,
   the n_class probabilities, either flat (upstream's score-file layout) or nested.
-- SeqEval: per-sentence label sequences (names, or ids mapped through ``label_names``).
+- SeqEval, SeqAcc: per-sentence label sequences (names, or ids mapped through ``label_names``);
+  SeqEval scores entities (NER, chunking), SeqAcc words (POS).
 - EmF1 / EmF12: ``predictions`` are answer strings, ``golds`` lists of gold answers per
   question (empty list = unanswerable); for EmF12 ``scores`` may hold one null-answer
   score per question, which adds the best-threshold numbers.
@@ -214,6 +215,17 @@ def _seqeval(inputs: MetricInputs) -> float:
     return 100.0 * float(seqeval_f1_score(kept_golds, kept_predictions, zero_division=0))
 
 
+def _seq_acc(inputs: MetricInputs) -> float:
+    """Share of words tagged right ×100 (POS), over the word positions ``filter_sequences`` keeps."""
+    kept_golds, kept_predictions = filter_sequences(inputs.golds, inputs.predictions, inputs.label_names)
+    n_words = sum(len(row) for row in kept_golds)
+    if n_words == 0:
+        raise ValueError("SeqAcc: the gold sequences hold no word positions")
+    correct = sum(gold == pred for gold_row, pred_row in zip(kept_golds, kept_predictions)
+                  for gold, pred in zip(gold_row, pred_row))
+    return 100.0 * correct / n_words
+
+
 def _answer_lists(inputs: MetricInputs) -> tuple[list[str], list[list[str]]]:
     predictions = [str(pred) for pred in inputs.predictions]
     golds = [[gold] if isinstance(gold, str) else list(gold) for gold in inputs.golds]
@@ -247,6 +259,7 @@ METRIC_FUNCTIONS: dict[Metric, Callable[[MetricInputs], Any]] = {
     Metric.F1MIC: _f1_micro,
     Metric.EmF12: _em_f1_v2,
     Metric.CMAT: _cmat,
+    Metric.SeqAcc: _seq_acc,
 }
 
 

@@ -77,6 +77,7 @@ class Metric(IntEnum):
     EmF12 = 11
     SeqEvalList = 12
     CMAT = 13
+    SeqAcc = 14  # new: token accuracy of a tagging task (POS), X/CLS/SEP and padding ignored
 
 
 class LossCriterion(IntEnum):

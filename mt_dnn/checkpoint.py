@@ -1,9 +1,16 @@
-"""The one owner of the checkpoint file (SPEC §7): its layout, reading it without pickle,
-writing it atomically with everything an exact resume needs, checking its keys, and
-rebuilding the network a training run saved in ``model_*.pt``.
+"""The one owner of the checkpoint files (SPEC §7): their layout, reading them without pickle,
+writing them atomically, checking their keys, and rebuilding the network a training run saved.
 
-Layout: ``{"state", "optimizer", "config", "scheduler", "scaler", "updates", "micro_steps",
-"pending_grads", "epoch", "sampler", "rng"}``; released encoder-only files hold ``{"state", "config"}``.
+A run writes two kinds of file into ``--output_dir``:
+
+- ``model_<epoch>.pt`` (and per-update ``model_<epoch>_<updates>.pt``): weights only,
+  ``{"state", "config", "epoch", "updates"}``: what ``--init_checkpoint``, ``predict.py`` and
+  ``extractor.py`` read;
+- ``last.pt``, replaced at every save: everything an exact ``--resume`` needs, ``{"state",
+  "optimizer", "config", "scheduler", "scaler", "updates", "micro_steps", "pending_grads", "epoch",
+  "sampler", "rng", "history"}`` (earlier versions wrote this layout into every ``model_*.pt``).
+
+Released encoder-only files hold ``{"state", "config"}``.
 Rebuilding needs nothing downloaded: the encoder comes from the checkpoint's own
 ``encoder_config``, one head per entry of its ``task_defs``, weights loaded strictly::
 
@@ -15,6 +22,7 @@ from __future__ import annotations
 import logging
 import pickle
 import random
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,14 +46,27 @@ def is_mtdnn_checkpoint(path: str) -> bool:
     return path.endswith(".pt") and Path(path).is_file()
 
 
+# torch.save before torch 1.6 (the original's released models) wrote a pickle stream opening with this.
+_LEGACY_HEADER = pickle.dumps(torch.serialization.MAGIC_NUMBER, protocol=2)
+
+
+def _is_legacy_torch_file(path: str) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(len(_LEGACY_HEADER)) == _LEGACY_HEADER
+
+
 def load_mtdnn_checkpoint(path: str) -> dict[str, Any]:
     """Load an MT-DNN ``.pt`` file without pickle; a clear error when it is not one."""
     if Path(path).is_dir():
         raise MTDNNInputError("is a folder, not a checkpoint file: pass an MT-DNN model_<epoch>.pt", path)
     if not Path(path).is_file():
         raise MTDNNInputError("checkpoint not found", path)
-    if not zipfile.is_zipfile(path):
-        raise MTDNNInputError("cannot read checkpoint: not a torch.save zip archive (truncated, corrupt or another kind of file)", path)
+    if not zipfile.is_zipfile(path) and not _is_legacy_torch_file(path):
+        raise MTDNNInputError(
+            "cannot read checkpoint: not a torch.save zip archive or legacy file "
+            "(truncated, corrupt or another kind of file)",
+            path,
+        )
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
@@ -96,22 +117,39 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_training_checkpoint(
-    path: Path,
+# The resumable state of a run, replaced at every save.
+RESUME_FILE = "last.pt"
+# What a weights file keeps of the full state.
+WEIGHTS_KEYS = ("state", "config", "epoch", "updates")
+_WEIGHTS_FILE = re.compile(r"model_(\d+)(?:_(\d+))?\.pt")
+
+
+def save_run_checkpoint(
+    output_dir: Path,
+    name: str,
     training_state: dict[str, Any],
     config: dict[str, Any],
     epoch: int,
     sampler_state: dict[str, Any],
     word_dropout_rng: torch.Generator,
+    history: dict[str, Any] | None = None,
 ) -> None:
-    """Atomically write ``model_*.pt``: the model's training state plus config, data position and RNGs."""
+    """Atomically write the weights file ``<output_dir>/<name>``, then replace ``<output_dir>/last.pt``
+    with the full state: the model's training state plus config, data position, RNGs and history."""
     state = dict(training_state)
     state.update(
         config=config,
         epoch=epoch,
         sampler=sampler_state,
         rng={**rng_state(), "word_dropout": word_dropout_rng.get_state()},
+        history=history or {},
     )
+    _save(output_dir / name, {key: state[key] for key in WEIGHTS_KEYS})
+    _save(output_dir / RESUME_FILE, state)
+    logger.info("saved %s (weights) and %s (resumable state)", output_dir / name, output_dir / RESUME_FILE)
+
+
+def _save(path: Path, state: dict[str, Any]) -> None:
     try:
         with atomic_write(path, "wb") as handle:
             torch.save(state, handle)
@@ -119,7 +157,28 @@ def save_training_checkpoint(
         # torch reports a full disk as a RuntimeError from its zip writer; atomic_write has removed the temp file.
         reason = err.strerror if isinstance(err, OSError) and err.strerror else "write failed (disk full?)"
         raise MTDNNInputError(f"cannot save checkpoint: {reason}; earlier checkpoints are intact", path) from None
-    logger.info("saved %s", path)
+
+
+def weight_files(output_dir: Path) -> list[Path]:
+    """The ``model_<epoch>[_<updates>].pt`` files of ``output_dir``, oldest first (``model_<e>.pt`` last of epoch e)."""
+    found = []
+    for path in output_dir.glob("model_*.pt"):
+        match = _WEIGHTS_FILE.fullmatch(path.name)
+        if match:
+            epoch, updates = int(match[1]), int(match[2]) if match[2] else float("inf")
+            found.append(((epoch, updates), path))
+    return [path for _, path in sorted(found)]
+
+
+def prune_weight_files(output_dir: Path, keep_last: int) -> list[Path]:
+    """Delete all but the newest ``keep_last`` weight files (0 keeps all); returns the deleted paths."""
+    if keep_last <= 0:
+        return []
+    doomed = weight_files(output_dir)[:-keep_last]
+    for path in doomed:
+        path.unlink(missing_ok=True)
+        logger.info("removed %s (--keep_last %d)", path, keep_last)
+    return doomed
 
 
 # Encoder config keys that must agree for a checkpoint's weights and optimizer state to fit a network.
@@ -129,11 +188,18 @@ _HEAD_SHAPE_KEYS = ("task_type", "n_class", "enable_san", "data_format")
 
 
 def check_resumable(checkpoint: dict[str, Any], config: dict[str, Any], path: str | Path) -> None:
-    """One-line error naming what differs when ``checkpoint`` was not written by a run of this ``config``.
+    """One-line error naming what differs when ``checkpoint`` was not written by a run of this ``config``,
+    or holds weights only.
 
     Compared: the task set (names in head order), each head's shape-deciding definition, the
     encoder's architecture and the optimizer.
     """
+    if "optimizer" not in checkpoint:
+        raise MTDNNInputError(
+            f"cannot resume from a weights-only file (model_<epoch>.pt holds no optimizer state): resume from "
+            f"{Path(path).parent / RESUME_FILE}, which --resume reads from --output_dir by default",
+            path,
+        )
     saved = checkpoint.get("config") or {}
     if "task_defs" not in saved or "encoder_config" not in saved:
         raise MTDNNInputError("cannot resume: not a checkpoint written by train.py (its config has no task_defs)", path)

@@ -44,7 +44,7 @@ def load_encoder(opts: ModelOptions) -> PreTrainedModel:
         config = encoder_config_from_checkpoint(checkpoint)
         depth = config.num_hidden_layers
         config = _apply_encoder_options(config, opts)
-        config._attn_implementation = "sdpa"
+        config._attn_implementation = opts.attn_implementation
         encoder = AutoModel.from_config(config) if not isinstance(config, BertConfig) else BertModel(config)
         state = encoder_state(checkpoint["state"])
         expected = {k for k in encoder.state_dict() if not k.endswith("position_ids")}
@@ -53,7 +53,7 @@ def load_encoder(opts: ModelOptions) -> PreTrainedModel:
         unexpected = sorted(k for k in set(state) - expected if not in_cut_layers(k, config.num_hidden_layers, depth))
         check_state_keys(missing, unexpected, source, what="encoder key")
         encoder.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False)
-        return encoder
+        return _with_checkpointing(encoder, opts)
     check_model_source(source, "--init_checkpoint", f"cannot load encoder {source!r}")
     try:
         config = AutoConfig.from_pretrained(source, cache_dir=opts.transformer_cache)
@@ -62,14 +62,26 @@ def load_encoder(opts: ModelOptions) -> PreTrainedModel:
     config = _apply_encoder_options(config, opts)
     try:
         try:
-            return AutoModel.from_pretrained(
-                source, config=config, cache_dir=opts.transformer_cache, attn_implementation="sdpa"
+            encoder = AutoModel.from_pretrained(
+                source, config=config, cache_dir=opts.transformer_cache, attn_implementation=opts.attn_implementation
             )
-        except (ValueError, ImportError):
+        except (ValueError, ImportError) as err:
+            if opts.attn_implementation != "sdpa":  # asked for by name: say why it cannot be had
+                raise MTDNNInputError(f"--attn_implementation {opts.attn_implementation}: {str(err).splitlines()[0]}") from None
             # Architectures without an SDPA implementation fall back to their default attention.
-            return AutoModel.from_pretrained(source, config=config, cache_dir=opts.transformer_cache)
+            encoder = AutoModel.from_pretrained(source, config=config, cache_dir=opts.transformer_cache)
     except OSError as err:  # a config without a weights file, a download that failed
         raise MTDNNInputError(f"cannot load encoder {source!r}: {str(err).splitlines()[0]}") from None
+    return _with_checkpointing(encoder, opts)
+
+
+def _with_checkpointing(encoder: PreTrainedModel, opts: ModelOptions) -> PreTrainedModel:
+    """``encoder`` recomputing its layers' activations in the backward pass under ``--gradient_checkpointing``."""
+    if opts.gradient_checkpointing:
+        if not encoder.supports_gradient_checkpointing:
+            raise MTDNNInputError(f"--gradient_checkpointing: {type(encoder).__name__} does not support it")
+        encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return encoder
 
 
 @dataclass(frozen=True)

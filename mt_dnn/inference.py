@@ -5,7 +5,7 @@ Nothing here needs an optimizer: ``predict.py`` and ``train.py`` pass the networ
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,10 +28,12 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class EvalResult:
-    """Metrics (empty for unlabelled test splits) and per-sample outputs of one split."""
+    """Metrics (empty for unlabelled test splits) and per-sample outputs of one split, and the decoding
+    settings used (``TaskHandler.fit_decoding``; empty for most task types)."""
 
     metrics: dict[str, Any]
     decoded: Decoded
+    decoding: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -52,12 +54,12 @@ class EvalSettings:
         return cls(device, autocast_dtype(train_opts), DecodeOptions(max_answer_len=model_opts.san.max_answer_len), dist)
 
 
-@torch.no_grad()
 def predict_logits(network: SANBertNetwork, batch: Batch, task_id: int, settings: EvalSettings) -> torch.Tensor:
     """Float32 logits of one batch, network in eval mode."""
     network.eval()
     batch = batch.to(settings.device)
-    with autocast_context(settings.device, settings.amp_dtype):
+    # Under --fsdp no inference mode: FSDP keeps the parameters it gathers, which could not train afterwards.
+    with torch.no_grad(), torch.inference_mode(not settings.dist.fsdp), autocast_context(settings.device, settings.amp_dtype):
         logits = network(batch.input_ids, batch.token_type_ids, batch.attention_mask, task_id)
     return logits.float()
 
@@ -93,13 +95,25 @@ def evaluate(
     task_def: TaskDef,
     with_labels: bool,
     settings: EvalSettings = EvalSettings(),
+    decoding: dict[str, Any] | None = None,
 ) -> EvalResult:
-    """Predict a split and, when it carries real labels, compute the task's metrics."""
+    """Predict a split and, when it carries real labels, compute the task's metrics.
+
+    ``decoding``: settings another split chose (train.py passes a dataset's dev choice to its test
+    split); without them a labelled split chooses its own. Settings in use are recorded in the
+    metrics under ``"decoding"``.
+    """
+    handler = get_task_handler(task_def.task_type)
     decoded = predict_dataset(network, loader, task_def, settings)
-    metrics = {}
+    if decoding is None:
+        decoding = handler.fit_decoding(decoded) if with_labels else {}
+    decoded, decoding = handler.apply_decoding(decoded, decoding, task_def)
+    metrics: dict[str, Any] = {}
     if with_labels:
         metrics = calc_metrics(task_def.metric_meta, decoded.golds, decoded.predictions, decoded.scores, task_def.labels)
-    return EvalResult(metrics, decoded)
+    if decoding:
+        metrics["decoding"] = decoding
+    return EvalResult(metrics, decoded, decoding)
 
 
 def write_eval_outputs(

@@ -10,7 +10,15 @@ from torch import nn
 
 from data_utils.errors import MTDNNInputError
 from data_utils.task_def import TaskDef
-from mt_dnn.distributed import DistContext, all_finite, all_reduce_gradients
+from mt_dnn.distributed import DistContext, all_finite, all_reduce_gradients, average_in_place, broadcast_parameters
+from mt_dnn.fsdp import (
+    full_gradient,
+    full_training_state,
+    load_full_training_state,
+    reshard,
+    shard_network,
+    sharded_like,
+)
 from mt_dnn.inference import EvalSettings, predict_logits
 from mt_dnn.loss import build_criterion
 from mt_dnn.optim import build_optimizer, build_scheduler
@@ -45,13 +53,20 @@ class MTDNNModel:
         self.device = device
         self.dist = dist_ctx
         self.network = network.to(device)
+        if dist_ctx.enabled:
+            broadcast_parameters(self.network)  # before sharding: every shard comes from rank 0's weights
+        if dist_ctx.fsdp:
+            shard_network(self.network, self.network.bert, device)
+        # Training forwards go through DataParallel under --multi_gpu_on; ``network`` stays the bare module
+        # (its state dict has no ``module.`` prefix; evaluation runs on the first GPU).
+        self.forward_network = nn.DataParallel(self.network) if dist_ctx.data_parallel else self.network
         self.opts = train_opts
         self.task_ids = {task_def.name: index for index, task_def in enumerate(task_defs)}
         self.handlers = [get_task_handler(task_def.task_type) for task_def in task_defs]
         self.criteria = [build_criterion(task_def.loss, task_def.name) for task_def in task_defs]
         self.kd_criteria = [build_criterion(task_def.kd_loss, task_def.name) for task_def in task_defs]
         self.adv_criteria = [build_criterion(task_def.adv_loss, task_def.name) for task_def in task_defs]
-        self.smart = SmartPerturbation(adv_opts) if adv_opts.adv_train else None
+        self.smart = SmartPerturbation(adv_opts, dist_ctx) if adv_opts.adv_train else None
         self.optimizer = build_optimizer(self.network, train_opts)
         self.total_updates = total_updates  # the learning-rate schedule's length, in optimizer updates
         self.scheduler = build_scheduler(self.optimizer, train_opts, total_updates)
@@ -70,12 +85,12 @@ class MTDNNModel:
         task_defs: list[TaskDef],
         train_opts: TrainOptions,
         adv_opts: AdvOptions,
-        batches_per_epoch: int,
+        run_batches: int,
         device: torch.device,
         dist_ctx: DistContext = DistContext(),
     ) -> MTDNNModel:
-        """A model whose schedule spans the run's real number of updates (``total_updates``)."""
-        updates = total_updates(batches_per_epoch, train_opts.epochs, train_opts.grad_accumulation_step)
+        """A model whose schedule spans the run's real number of updates, from its number of batches in all epochs."""
+        updates = total_updates(run_batches, train_opts.grad_accumulation_step)
         return cls(network, task_defs, train_opts, adv_opts, updates, device, dist_ctx)
 
     def _trainable(self) -> list[nn.Parameter]:
@@ -93,13 +108,13 @@ class MTDNNModel:
         task_id = self.task_ids[batch.task_def.name]
         handler = self.handlers[task_id]
         with autocast_context(self.device, self.amp_dtype):
-            logits, embedding = self.network(
+            logits, embedding = self.forward_network(
                 batch.input_ids, batch.token_type_ids, batch.attention_mask, task_id, return_embedding=True
             )
             loss = self._task_loss(logits, batch, task_id)
             if self.smart is not None:
                 adv_term = self.smart.adversarial_loss(
-                    self.network, batch, task_id, logits, embedding, handler, self.adv_criteria[task_id]
+                    self.forward_network, batch, task_id, logits, embedding, handler, self.adv_criteria[task_id]
                 )
                 if adv_term is not None:
                     loss = loss + adv_term
@@ -147,7 +162,7 @@ class MTDNNModel:
 
     def _optimizer_step(self) -> None:
         params = self._trainable()
-        if self.dist.enabled:
+        if self.dist.enabled and not self.dist.fsdp:  # FSDP reduce-scatters in every backward
             # Once per update, after the last accumulating micro-step: each rank's shard mean → the global mean.
             all_reduce_gradients(params, self.dist.world_size)
         self.scaler.unscale_(self.optimizer)
@@ -167,7 +182,7 @@ class MTDNNModel:
 
     def predict(self, batch: Batch) -> torch.Tensor:
         """Logits of one evaluation batch (network in eval mode, the run's precision)."""
-        settings = EvalSettings(self.device, self.amp_dtype)
+        settings = EvalSettings(self.device, self.amp_dtype, dist=self.dist)
         return predict_logits(self.network, batch, self.task_ids[batch.task_def.name], settings)
 
     @property
@@ -180,15 +195,27 @@ class MTDNNModel:
 
         An update still accumulating (``grad_accumulation_step`` > 1 across an epoch end) keeps its
         micro-step count and gradients, so the resumed run finishes it as the straight run does.
+        Under torchrun every rank must call this (the pending gradients are averaged across ranks, and
+        FSDP gathers its shards); under FSDP only rank 0 gets the weights and optimizer state.
         """
+        if self.dist.fsdp:
+            reshard(self.network)  # parameters (and their gradients) as shards
         pending = {
-            name: param.grad.detach().clone()
+            name: full_gradient(param.grad).detach().clone()
             for name, param in self.network.named_parameters()
             if self.micro_steps and param.grad is not None
         }
+        if self.dist.enabled and not self.dist.fsdp:
+            # Each rank's gradients so far are of its own shards: the checkpoint keeps their mean, which
+            # every rank of the resumed run (of any size) restarts from.
+            average_in_place(list(pending.values()), self.dist.world_size)
+        if self.dist.fsdp:
+            weights, optimizer_state = full_training_state(self.network, self.optimizer)
+        else:
+            weights, optimizer_state = self.network.state_dict(), self.optimizer.state_dict()
         return {
-            "state": self.network.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "state": weights,
+            "optimizer": optimizer_state,
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "updates": self.updates,
@@ -198,8 +225,11 @@ class MTDNNModel:
 
     def load_training_state(self, checkpoint: dict[str, Any]) -> None:
         """Restore network, optimizer, schedule, scaler, update count and a pending update."""
-        self.network.load_state_dict(checkpoint["state"])
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        if self.dist.fsdp:
+            load_full_training_state(self.network, self.optimizer, checkpoint["state"], checkpoint["optimizer"])
+        else:
+            self.network.load_state_dict(checkpoint["state"])
+            self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.scheduler.load_state_dict(checkpoint["scheduler"])
         if checkpoint.get("scaler"):
             self.scaler.load_state_dict(checkpoint["scaler"])
@@ -207,10 +237,10 @@ class MTDNNModel:
         self.micro_steps = int(checkpoint.get("micro_steps", 0))
         for name, param in self.network.named_parameters():
             grad = checkpoint.get("pending_grads", {}).get(name)
-            param.grad = grad.to(param.device) if grad is not None else None
+            param.grad = sharded_like(param, grad) if grad is not None else None
 
 
-def total_updates(batches_per_epoch: int, epochs: int, grad_accumulation_step: int) -> int:
-    """The real number of optimizer updates of a run (the LR schedule's length)."""
+def total_updates(run_batches: int, grad_accumulation_step: int) -> int:
+    """The real number of optimizer updates of a run of ``run_batches`` batches (the LR schedule's length)."""
     # Micro-steps carry across epochs, so the count is over the whole run.
-    return max(1, (batches_per_epoch * epochs) // grad_accumulation_step)
+    return max(1, run_batches // grad_accumulation_step)

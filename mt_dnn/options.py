@@ -36,6 +36,8 @@ class DataOptions:
     bin_size: int = 64
     bin_grow_ratio: float = 0.5
     data_sort_on: bool = False
+    group_by_length: bool = True
+    max_tokens_per_batch: int = 0
     dataloader_num_workers: int = 2
 
 
@@ -53,6 +55,8 @@ class ModelOptions:
     pooler_actf: str = "tanh"
     init_ratio: float = 1.0
     vb_dropout: bool = True
+    attn_implementation: str = "sdpa"
+    gradient_checkpointing: bool = False
     san: SANOptions = field(default_factory=SANOptions)
 
 
@@ -91,6 +95,28 @@ class AdvOptions:
     adv_step_size: float = 1e-5
     adv_noise_var: float = 1e-5
     adv_epsilon: float = 1e-6
+
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def native_bf16(device_type: str) -> bool:
+    """Whether ``device_type`` runs bfloat16 matrix products natively (CPU: AVX-512 BF16 or AMX; CUDA: compute ≥ 8.0)."""
+    if device_type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            flags = next((line.split(":", 1)[1].split() for line in handle if line.startswith("flags")), [])
+    except OSError:  # not Linux: no cheap way to tell, stay in float32
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device_type: str) -> str:
+    """``--precision auto`` → ``bf16`` where ``device_type`` runs it natively, else ``fp32``; other values as given."""
+    if precision == "auto":
+        return "bf16" if native_bf16(device_type) else "fp32"
+    return precision
 
 
 def autocast_dtype(opts: TrainOptions) -> torch.dtype | None:

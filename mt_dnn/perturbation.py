@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from data_utils.errors import MTDNNInputError
+from mt_dnn.distributed import DistContext, global_batch_randn
 from mt_dnn.loss import Criterion
 from mt_dnn.options import AdvOptions
 from mt_dnn.tasks import TaskHandler
@@ -45,9 +46,11 @@ def check_p_norm(p_norm: str) -> None:
 class SmartPerturbation:
     """Builds the adversarial term of one batch from its clean logits and embedding output."""
 
-    def __init__(self, opts: AdvOptions):
+    def __init__(self, opts: AdvOptions, dist_ctx: DistContext = DistContext()):
         check_p_norm(opts.adv_p_norm)
         self.opts = opts
+        # Under torchrun the noise of each example is the one it gets in one process (see global_batch_randn).
+        self.dist = dist_ctx
 
     def adversarial_loss(
         self,
@@ -73,7 +76,7 @@ class SmartPerturbation:
                 batch.input_ids, batch.token_type_ids, batch.attention_mask, task_id, embedding_output=base + delta
             )
 
-        delta = (torch.randn_like(embedding) * opts.adv_noise_var * mask).requires_grad_()
+        delta = (global_batch_randn(embedding, self.dist) * opts.adv_noise_var * mask).requires_grad_()
         for _ in range(opts.adv_k):
             # Only the perturbation needs a gradient in the ascent steps.
             adv_logits = logits_with(delta, embedding.detach())

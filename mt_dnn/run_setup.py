@@ -35,7 +35,9 @@ from mt_dnn.train_args import RunOptions
 logger = logging.getLogger("mt_dnn")
 
 # The files a run writes atomically into --output_dir: a killed process can leave their temp files.
-STALE_TEMP_TARGETS = ("model_*.pt", "*_scores_*", "*_encoding.pt", "config.json")
+STALE_TEMP_TARGETS = (
+    "model_*.pt", "last.pt", "*_scores_*", "*_encoding.pt", "config.json", "history.json", "training_curves.png"
+)
 
 
 def prepare_output_dir(run: RunOptions, is_main: bool = True) -> Path:

@@ -19,6 +19,15 @@ Options, as upstream's flags:
   ``(k*bin_size, (k+1)*bin_size]``) is cut into batches of
   ``max(1, int(batch_size * bin_grow_ratio**k))``, so long examples come in smaller batches.
   Either way each example is still used once per epoch, and the batches are shuffled.
+- ``group_by_length`` (``train.py``'s default): each task's shuffled examples are taken in
+  groups of ``GROUP_BATCHES`` batches, each group sorted by length before it is cut, so a batch
+  holds examples of similar length (little padding) while the grouping changes every epoch. A
+  task keeps its number of batches, so the task proportions do not change.
+- ``max_tokens > 0``: batches (grouped by length as above) are cut when one more example would
+  make ``batch size × longest example`` exceed ``max_tokens`` (or the batch would exceed
+  ``batch_size``), so short examples come in larger batches; an example longer than the budget
+  gets a batch of its own. The number of batches then depends on the epoch's shuffle:
+  ``len(sampler)`` is that of the current epoch and ``total_batches(epochs)`` sums a run's.
 
 Distributed (``world_size > 1``): every rank builds the same global order and takes its
 contiguous shard of each global batch, so all ranks run the same task at every step and the
@@ -53,6 +62,9 @@ SAMPLING_MODES = ("proportional", "temperature")
 
 GlobalBatch = tuple[int, list[int]]
 
+# A length group of ``group_by_length``: this many batches' worth of shuffled examples sorted together.
+GROUP_BATCHES = 50
+
 
 class SizedByLength(Protocol):
     """What the sampler needs from a dataset: the length of every example."""
@@ -84,6 +96,8 @@ class SamplerOptions:
     bin_size: int = 64
     bin_grow_ratio: float = 0.5
     data_sort_on: bool = False
+    group_by_length: bool = False
+    max_tokens: int = 0
     rank: int = 0
     world_size: int = 1
 
@@ -100,6 +114,8 @@ class SamplerOptions:
             bin_size=data.bin_size,
             bin_grow_ratio=data.bin_grow_ratio,
             data_sort_on=data.data_sort_on,
+            group_by_length=data.group_by_length,
+            max_tokens=data.max_tokens_per_batch,
         )
 
 
@@ -159,6 +175,8 @@ class MultiTaskBatchSampler(torch.utils.data.Sampler):
             raise MTDNNInputError(
                 f"--bin_size must be ≥ 1 and --bin_grow_ratio > 0, got {options.bin_size}, {options.bin_grow_ratio}"
             )
+        if options.max_tokens < 0:
+            raise MTDNNInputError(f"--max_tokens_per_batch must not be negative, got {options.max_tokens}")
         if world_size < 1 or not 0 <= rank < world_size:
             raise MTDNNInputError(f"rank {rank} is not in a world of size {world_size}")
         self._lengths = [np.asarray(dataset.lengths(), dtype=np.int64) for dataset in datasets]
@@ -170,7 +188,8 @@ class MultiTaskBatchSampler(torch.utils.data.Sampler):
         # (epoch, start) of the next iteration; (epoch, handed out) of the current one.
         self._epoch, self._start = 0, 0
         self._active_epoch, self._handed_out = 0, 0
-        self._length = self._epoch_length()
+        self._plans: dict[int, list[GlobalBatch]] = {}  # the latest epochs' plans (token-budget batches only)
+        self._length = None if options.max_tokens else self._epoch_length()
 
     def __getattr__(self, name: str) -> Any:
         # Only called for names not found the usual way: the options' fields (sampler.seed, ...).
@@ -203,8 +222,16 @@ class MultiTaskBatchSampler(torch.utils.data.Sampler):
         return sum(counts)
 
     def __len__(self) -> int:
-        """Number of (global) batches in an epoch: the number of updates per epoch."""
-        return self._length
+        """Number of (global) batches in the current epoch: its number of updates."""
+        if self._length is not None:
+            return self._length
+        return len(self._plan(self._active_epoch))
+
+    def total_batches(self, epochs: int) -> int:
+        """Number of (global) batches in epochs ``0 .. epochs - 1``: what the learning-rate schedule spans."""
+        if self._length is not None:
+            return self._length * epochs
+        return sum(len(self._plan(epoch)) for epoch in range(epochs))
 
     # ---- one task's batches ------------------------------------------------------------
     def _bins(self, lengths: np.ndarray) -> dict[int, np.ndarray]:
@@ -213,6 +240,23 @@ class MultiTaskBatchSampler(torch.utils.data.Sampler):
 
     def _bin_batch_size(self, bin_index: int) -> int:
         return max(1, int(self.batch_size * self.options.bin_grow_ratio**bin_index))
+
+    def _cut(self, members: np.ndarray, lengths: np.ndarray) -> list[list[int]]:
+        """Consecutive batches of ``members``: ``batch_size`` each, or under the ``max_tokens`` budget too."""
+        if not self.options.max_tokens:
+            return [members[i : i + self.batch_size].tolist() for i in range(0, len(members), self.batch_size)]
+        batches: list[list[int]] = []
+        current: list[int] = []
+        longest = 0
+        for index in members.tolist():
+            length = int(lengths[index])
+            too_many = len(current) >= self.batch_size
+            if current and (too_many or (len(current) + 1) * max(longest, length) > self.options.max_tokens):
+                batches.append(current)
+                current, longest = [], 0
+            current.append(index)
+            longest = max(longest, length)
+        return batches + [current] if current else batches
 
     def _task_batches(self, task: int, rng: np.random.Generator) -> list[list[int]]:
         """One task's examples, shuffled (and grouped by length if asked), cut into batches."""
@@ -229,10 +273,26 @@ class MultiTaskBatchSampler(torch.utils.data.Sampler):
             if self.options.data_sort_on:
                 # A stable sort of a fresh permutation: equal lengths meet in a new order each epoch.
                 order = order[np.argsort(lengths[order], kind="stable")]
-            batches = [order[i : i + self.batch_size].tolist() for i in range(0, len(order), self.batch_size)]
+                batches = self._cut(order, lengths)
+            elif self.options.group_by_length or self.options.max_tokens:
+                # Groups of whole batches, so a task keeps its batch count under group_by_length alone.
+                group = self.batch_size * GROUP_BATCHES
+                for start in range(0, len(order), group):
+                    members = order[start : start + group]
+                    batches += self._cut(members[np.argsort(lengths[members], kind="stable")], lengths)
+            else:
+                batches = self._cut(order, lengths)
         return [batches[i] for i in rng.permutation(len(batches))]
 
     # ---- the epoch's plan --------------------------------------------------------------
+    def _plan(self, epoch: int) -> list[GlobalBatch]:
+        """``epoch_plan(epoch)``, kept for the latest two epochs (token-budget epochs differ in length)."""
+        if epoch not in self._plans:
+            if len(self._plans) >= 2:
+                del self._plans[min(self._plans)]
+            self._plans[epoch] = self.epoch_plan(epoch)
+        return self._plans[epoch]
+
     def epoch_plan(self, epoch: int) -> list[GlobalBatch]:
         """The full global order of an epoch: ``[(dataset_index, [sample indices]), ...]``."""
         rng = np.random.default_rng([self.options.seed, epoch])
@@ -272,7 +332,8 @@ class MultiTaskBatchSampler(torch.utils.data.Sampler):
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         epoch, start = self._epoch, self._start
         self._active_epoch, self._handed_out = epoch, start
-        for task, indices in self.epoch_plan(epoch)[start:]:
+        plan = self._plan(epoch) if self.options.max_tokens else self.epoch_plan(epoch)
+        for task, indices in plan[start:]:
             self._handed_out += 1
             yield [(task, index) for index in shard_batch(indices, self.options.rank, self.options.world_size)]
         # Without an explicit set_epoch the next pass is the next epoch, never a replay.
@@ -291,6 +352,8 @@ class MultiTaskBatchSampler(torch.utils.data.Sampler):
             "bin_size": self.options.bin_size,
             "bin_grow_ratio": self.options.bin_grow_ratio,
             "data_sort_on": self.options.data_sort_on,
+            "group_by_length": self.options.group_by_length,
+            "max_tokens": self.options.max_tokens,
         }
 
     def state_dict(self, batches_done: int | None = None) -> dict[str, Any]:

@@ -17,8 +17,9 @@ from typing import Any
 import torch
 
 from data_utils.errors import MTDNNInputError
+from mt_dnn.checkpoint import RESUME_FILE
 from mt_dnn.optim import check_scheduler_type, optimizer_factory
-from mt_dnn.options import AdvOptions, DataOptions, ModelOptions, TrainOptions
+from mt_dnn.options import PRECISIONS, AdvOptions, DataOptions, ModelOptions, TrainOptions, resolve_precision
 from mt_dnn.perturbation import check_p_norm
 from mt_dnn.tasks import SANOptions
 
@@ -34,7 +35,6 @@ def str2bool(value: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
-MODEL_CKPT_DEFAULT = "checkpoints/model_0.pt"
 NO_EFFECT = "accepted for compatibility with upstream scripts; no effect here"
 
 
@@ -146,8 +146,8 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     model.add_argument(
         "--multi_gpu_on",
         action="store_true",
-        help="upstream's single-process multi-GPU switch (DataParallel); not available, so setting it is an error: "
-        "use torchrun --nproc_per_node N train.py …",
+        help="one process trains on every visible GPU through nn.DataParallel, as upstream; without several GPUs "
+        "(or under torchrun) it has no effect, with a warning. torchrun --nproc_per_node N train.py … is faster",
     )
     model.add_argument(
         "--mem_cum_type",
@@ -269,6 +269,33 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
         help="sort each task's training examples by length before cutting batches (ties in a fresh random order "
         "each epoch), so a batch holds examples of similar length; ignored with --bin_on",
     )
+    model.add_argument(
+        "--group_by_length",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="cut each task's batches from groups of 50 batches' worth of shuffled examples sorted by length "
+        "(regrouped every epoch; task proportions unchanged), so batches carry little padding (default: True; "
+        "--no-group_by_length cuts batches in shuffled order; --bin_on and --data_sort_on take precedence)",
+    )
+    model.add_argument(
+        "--max_tokens_per_batch",
+        type=int,
+        default=0,
+        help="token budget: a batch also stops growing before batch size × its longest example exceeds this many "
+        "tokens, so with a large --batch_size short examples come in larger batches (0: off; ignored with --bin_on)",
+    )
+    model.add_argument(
+        "--attn_implementation",
+        choices=("sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention"),
+        default="sdpa",
+        help="the encoder's attention kernel, as transformers names it (default: sdpa = "
+        "torch.nn.functional.scaled_dot_product_attention; flash_attention_2 needs the flash-attn package and a GPU)",
+    )
+    model.add_argument(
+        "--gradient_checkpointing",
+        action="store_true",
+        help="recompute the encoder's activations in the backward pass: less memory, about a third more time (default: False)",
+    )
     model.add_argument("--name", default="farmer", help=NO_EFFECT)
     # Upstream's masked-LM pre-training flags: accepted, MaskLM tasks are rejected by the registry.
     masked_lm = " (masked-LM pre-training; MaskLM tasks are not supported here)"
@@ -289,6 +316,13 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
         type=int,
         default=500,
         help="log task, update, running loss, learning rate, speed and ETA every N optimizer updates",
+    )
+    train.add_argument(
+        "--log_every_seconds",
+        type=float,
+        default=30.0,
+        help="when stderr is not a terminal (no progress bar): also log that line once N seconds have passed "
+        "since the last one, whichever of this and --log_per_updates comes first; 0 turns it off",
     )
     train.add_argument(
         "--save_per_updates",
@@ -382,13 +416,16 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--model_ckpt",
-        default=MODEL_CKPT_DEFAULT,
-        help="with --resume: the training checkpoint to continue from (e.g. <output_dir>/model_<epoch>.pt)",
+        default=None,
+        help="with --resume: the checkpoint to continue from: last.pt of a run (replaced at every save) or a full "
+        "checkpoint of an earlier version; model_<epoch>.pt files hold weights only and cannot resume "
+        "(default: <output_dir>/last.pt)",
     )
     train.add_argument(
         "--resume",
         action="store_true",
-        help="continue exactly where --model_ckpt stopped (weights, optimizer, schedule, data position, RNG); "
+        help="continue exactly where --model_ckpt (<output_dir>/last.pt unless given) stopped (weights, optimizer, "
+        "schedule, data position, RNG); "
         "the sampler refuses other data, --batch_size, --seed or mixing flags than that run's",
     )
     train.add_argument(
@@ -402,6 +439,13 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
         default="checkpoint",
         help="folder of checkpoints, score files, config.json and the log (created if missing)",
     )
+    train.add_argument(
+        "--keep_last",
+        type=int,
+        default=0,
+        help="keep only the newest N model_*.pt weight files in --output_dir, deleting older ones after each save "
+        "(last.pt is always kept); 0 keeps all",
+    )
     train.add_argument("--seed", type=int, default=2018, help="random seed of python, numpy, torch and the data order")
     train.add_argument(
         "--grad_accumulation_step",
@@ -410,13 +454,34 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
         help="one optimizer update every N batches, each batch's loss divided by N (at least 1)",
     )
     train.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the encoder (dynamic shapes): the first batches of each new shape compile for a while, "
+        "the rest run faster where the compiler helps (default: False; see bench/README.md)",
+    )
+    train.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="CPU threads of this process's matrix products (torch.set_num_threads); 0 keeps torch's choice, "
+        "one per physical core (default: 0)",
+    )
+    train.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="arithmetic of training and evaluation: 'auto' (default) is bf16 autocast where the hardware runs "
+        "bfloat16 natively (CPUs with AVX-512 BF16 or AMX, GPUs of compute capability 8.0 and up) and fp32 "
+        "elsewhere; 'fp32', 'bf16' (autocast, no gradient scaler), 'fp16' (autocast with a gradient scaler)",
+    )
+    train.add_argument(
         "--fp16",
         action="store_true",
-        help="mixed precision: float16 autocast with a gradient scaler (not with --bf16)",
+        help="same as --precision fp16: float16 autocast with a gradient scaler (not with --bf16)",
     )
     train.add_argument("--fp16_opt_level", default="O1", help=NO_EFFECT + " (apex opt level; --fp16 uses torch.autocast)")
     train.add_argument(
-        "--bf16", action="store_true", help="mixed precision: bfloat16 autocast, no gradient scaler (not with --fp16)"
+        "--bf16", action="store_true", help="same as --precision bf16: bfloat16 autocast, no gradient scaler (not with --fp16)"
     )
     train.add_argument(
         "--adv_train",
@@ -456,6 +521,12 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     train.add_argument("--debug", action="store_true", help=NO_EFFECT)
     dist = p.add_argument_group("distributed")
     dist.add_argument(
+        "--fsdp",
+        action="store_true",
+        help="under torchrun, shard the network (FSDP2: each transformer layer, then the rest) instead of copying it "
+        "to every process, for encoders that do not fit one GPU; checkpoints stay whole (rank 0)",
+    )
+    dist.add_argument(
         "--local_rank",
         "--local-rank",
         type=int,
@@ -489,6 +560,8 @@ class RunOptions:
     cuda: bool
     resume: bool
     model_ckpt: str
+    keep_last: int
+    log_every_seconds: float
     glue_format_on: bool
     log_per_updates: int
     save_per_updates: int
@@ -498,6 +571,10 @@ class RunOptions:
     tokenizer: str | None
     encode_mode: bool
     local_rank: int
+    multi_gpu_on: bool = False
+    fsdp: bool = False
+    compile: bool = False
+    threads: int = 0
 
 
 def _pick(cls: type, args: argparse.Namespace, **overrides: Any) -> Any:
@@ -513,7 +590,8 @@ _AT_LEAST_ONE = (
     "answer_num_turn", "answer_att_hidden_size", "max_answer_len", "bin_size", "adv_k",
 )
 _NOT_NEGATIVE = (
-    "mkd_opt", "dataloader_num_workers", "update_bert_opt", "ratio", "mix_opt", "grad_clipping",
+    "log_every_seconds", "keep_last",
+    "mkd_opt", "dataloader_num_workers", "max_tokens_per_batch", "threads", "update_bert_opt", "ratio", "mix_opt", "grad_clipping",
     "global_grad_clipping", "weight_decay", "momentum", "adv_alpha", "adv_step_size", "adv_noise_var", "adv_epsilon",
     "learning_rate",  # 0 is allowed: it evaluates a checkpoint's weights through a full run without changing them
 )
@@ -548,7 +626,7 @@ def check_choices(args: argparse.Namespace) -> None:
     check_scheduler_type(args.scheduler_type)
     if args.adv_train:
         check_p_norm(args.adv_p_norm)
-    if args.model_ckpt != MODEL_CKPT_DEFAULT and not args.resume:
+    if args.model_ckpt is not None and not args.resume:
         raise MTDNNInputError(
             "--model_ckpt is read only with --resume; to start a new run from a checkpoint's weights, "
             "pass it as --init_checkpoint (with --tokenizer)"
@@ -562,13 +640,17 @@ def options_from_args(args: argparse.Namespace) -> tuple[RunOptions, DataOptions
     check_choices(args)
     if args.fp16 and args.bf16:
         raise MTDNNInputError("--fp16 and --bf16 are exclusive: pick one")
+    chosen = "fp16" if args.fp16 else "bf16" if args.bf16 else None
+    if chosen and args.precision not in ("auto", chosen):
+        raise MTDNNInputError(f"--{chosen} contradicts --precision {args.precision}: pick one")
+    device_type = "cuda" if args.cuda and torch.cuda.is_available() else "cpu"
+    args.precision = resolve_precision(chosen or args.precision, device_type)
+    args.fp16, args.bf16 = args.precision == "fp16", args.precision == "bf16"
+    logger.info("precision: %s on %s%s", args.precision, device_type, " (--precision auto)" if not chosen else "")
     if args.grad_accumulation_step < 1:
         raise MTDNNInputError("--grad_accumulation_step must be at least 1")
-    if args.multi_gpu_on:
-        raise MTDNNInputError(
-            "--multi_gpu_on (single-process multi-GPU training, DataParallel) is not available: start one process per GPU with "
-            "torchrun --nproc_per_node N train.py …, which is also faster"
-        )
+    if args.fsdp and args.fp16:
+        raise MTDNNInputError("--fsdp does not take --fp16 (its loss scaler does not see the shards): use --bf16")
     if args.warmup_schedule not in WARMUP_SCHEDULES:
         raise MTDNNInputError(f"--warmup_schedule must be one of {sorted(WARMUP_SCHEDULES)}")
     if args.fp16_opt_level != "O1":
@@ -576,7 +658,8 @@ def options_from_args(args: argparse.Namespace) -> tuple[RunOptions, DataOptions
     scheduler_type = args.scheduler_type
     if args.scheduler_type == 0 and args.warmup_schedule != "warmup_linear":
         scheduler_type = WARMUP_SCHEDULES[args.warmup_schedule]
-    run = _pick(RunOptions, args)
+    # --model_ckpt defaults to the resumable state of --output_dir.
+    run = _pick(RunOptions, args, model_ckpt=args.model_ckpt or os.path.join(args.output_dir, RESUME_FILE))
     data = _pick(
         DataOptions,
         args,

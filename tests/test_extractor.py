@@ -160,3 +160,29 @@ def test_cli_error_is_one_line(tiny_model_dir, tmp_path):
     assert process.returncode == 2, process.stderr
     assert "Traceback" not in process.stderr
     assert process.stderr.rstrip().splitlines() == [f"error: {tmp_path / 'in.txt'}:2: 2 '|||' separators; a line is text or text_a|||text_b"]
+
+
+EXAMPLES = REPO / "input_examples"
+
+
+@pytest.mark.parametrize("kind", ["single", "pair"])
+def test_shipped_examples_are_reproduced(kind, tmp_path):
+    """README's commands on input_examples/ give the shipped outputs: uids, tokens, 384-d vectors within 1e-4."""
+    from conftest import MINILM
+
+    if not MINILM.is_dir():
+        pytest.skip(f"the shared MiniLM is not at {MINILM}")
+    out = tmp_path / f"{kind}-output.json"
+    main(["--do_lower_case", "--finput", str(EXAMPLES / f"{kind}-input.txt"), "--foutput", str(out),
+          "--bert_model", str(MINILM), "--layers", "-1", "--max_seq_length", "128", "--batch_size", "4", "--no-cuda",
+          "--transformer_cache", str(tmp_path / ".cache")])
+    produced = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    shipped = [json.loads(line) for line in (EXAMPLES / f"{kind}-output.json").read_text(encoding="utf-8").splitlines()]
+    lines = (EXAMPLES / f"{kind}-input.txt").read_text(encoding="utf-8").splitlines()
+    assert [o["uid"] for o in shipped] == [str(i) for i in range(len(lines))] == [o["uid"] for o in produced]
+    for new, old, line in zip(produced, shipped, lines):
+        assert list(new) == list(old) == ["uid", "tokens", "-1"]
+        assert new["tokens"] == old["tokens"]
+        assert old["tokens"].count("[SEP]") == (2 if "|||" in line else 1)
+        assert len(old["-1"]) == len(old["tokens"]) and {len(v) for v in old["-1"]} == {384}
+        torch.testing.assert_close(torch.tensor(new["-1"]), torch.tensor(old["-1"]), atol=1e-4, rtol=0)

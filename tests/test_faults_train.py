@@ -17,7 +17,9 @@ from test_train import (
     GLUE_YAML,
     REPO,
     assert_same_weights,
+    keeping_resume_states,
     load_checkpoint,
+    resume_state,
     strict_json,
     train_args,
 )
@@ -137,7 +139,8 @@ def test_failed_evaluation_keeps_the_epoch_and_the_run_goes_on(tiny_model_dir, f
     out = tmp_path / "out"
     # A folder where epoch 0's rte dev score file must go: its write fails (a real OSError).
     (out / "rte_dev_scores_epoch_0.json").mkdir(parents=True)
-    code, error = run_main(train_args(tiny_model_dir, features_dir, out), capsys)
+    with keeping_resume_states():
+        code, error = run_main(train_args(tiny_model_dir, features_dir, out), capsys)
     assert code == 2
     assert "training finished, but 1 evaluation(s) failed; first: rte dev (epoch 0, update 5)" in error
     assert checkpoints(out) == ["model_0.pt", "model_1.pt"]
@@ -145,7 +148,8 @@ def test_failed_evaluation_keeps_the_epoch_and_the_run_goes_on(tiny_model_dir, f
     assert error in (out / "mt-dnn-train.log").read_text(encoding="utf-8")
     # The epoch whose evaluation failed resumes to the same end as the run that went on.
     resumed = tmp_path / "resumed"
-    main(train_args(tiny_model_dir, features_dir, resumed, "--resume", "--model_ckpt", str(out / "model_0.pt")))
+    epoch_0 = resume_state(out, "model_0.pt")
+    main(train_args(tiny_model_dir, features_dir, resumed, "--resume", "--model_ckpt", str(epoch_0)))
     assert_same_weights(out / "model_1.pt", resumed / "model_1.pt")
 
 
@@ -181,20 +185,21 @@ def test_save_interrupted_midway_keeps_the_earlier_checkpoint(
     real_save = torch.save
     calls = []
 
-    def save_that_fails_the_second_time(obj, handle):
+    def save_that_fails_the_third_time(obj, handle):  # model_0.pt, last.pt, then model_1.pt
         calls.append(handle.name)
-        if len(calls) == 2:
+        if len(calls) == 3:
             handle.write(b"half a checkpoint")
             raise failure
         real_save(obj, handle)
 
-    monkeypatch.setattr(checkpoint_module.torch, "save", save_that_fails_the_second_time)
+    monkeypatch.setattr(checkpoint_module.torch, "save", save_that_fails_the_third_time)
     code, error = run_main(train_args(tiny_model_dir, features_dir, tmp_path, datasets="rte"), capsys)
     monkeypatch.undo()
     assert code == 2
     assert f"model_1.pt: cannot save checkpoint: {reason}; earlier checkpoints are intact" in error
     assert checkpoints(tmp_path) == ["model_0.pt"]
     load_checkpoint(tmp_path / "model_0.pt")
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 0  # the resumable state of epoch 0 is intact
     assert not list(tmp_path.glob(".*.tmp"))  # the half-written temp file is gone
 
 
@@ -211,7 +216,7 @@ def test_stale_temp_files_of_a_killed_save_are_removed(tiny_model_dir, features_
 
 # ---- resume and heads ---------------------------------------------------------------------------
 def test_resume_with_another_task_set(rte_stsb_run, tiny_model_dir, features_dir, tmp_path, capsys):
-    argv = train_args(tiny_model_dir, features_dir, tmp_path, "--resume", "--model_ckpt", str(rte_stsb_run / "model_0.pt"), datasets="rte")
+    argv = train_args(tiny_model_dir, features_dir, tmp_path, "--resume", "--model_ckpt", str(rte_stsb_run / "last.pt"), datasets="rte")
     code, error = run_main(argv, capsys)
     assert code == 2
     assert "cannot resume: the checkpoint's tasks are ['rte', 'stsb'], this run's are ['rte']" in error
@@ -222,17 +227,17 @@ def test_resume_with_another_head_size(rte_stsb_run, tiny_model_dir, features_di
     tasks["rte"].update(n_class=3, labels=["not_entailment", "entailment", "other"])
     three_class = tmp_path / "tasks.yml"
     three_class.write_text(yaml.safe_dump({"rte": tasks["rte"], "stsb": tasks["stsb"]}), encoding="utf-8")
-    argv = train_args(tiny_model_dir, features_dir, tmp_path / "out", "--resume", "--model_ckpt", str(rte_stsb_run / "model_0.pt"))
+    argv = train_args(tiny_model_dir, features_dir, tmp_path / "out", "--resume", "--model_ckpt", str(rte_stsb_run / "last.pt"))
     argv[argv.index("--task_def") + 1] = str(three_class)
     code, error = run_main(argv, capsys)
     assert code == 2 and "cannot resume: task rte has n_class 2 in the checkpoint but 3 in --task_def" in error
 
 
 def test_resuming_a_finished_run_says_so(rte_stsb_run, tiny_model_dir, features_dir, tmp_path):
-    argv = train_args(tiny_model_dir, features_dir, tmp_path, "--resume", "--model_ckpt", str(rte_stsb_run / "model_1.pt"))
+    argv = train_args(tiny_model_dir, features_dir, tmp_path, "--resume", "--model_ckpt", str(rte_stsb_run / "last.pt"))
     main(argv)
     log = (tmp_path / "mt-dnn-train.log").read_text(encoding="utf-8")
-    assert "model_1.pt ends a 2-epoch run: nothing left to train" in log
+    assert "last.pt ends a 2-epoch run: nothing left to train" in log
     assert checkpoints(tmp_path) == [] and not list(tmp_path.glob("*_scores_*"))
 
 
@@ -374,7 +379,9 @@ def test_a_second_live_run_into_the_same_output_dir_is_refused(tiny_model_dir, f
     assert checkpoints(tmp_path) == ["model_0.pt"]
 
 
-def test_interrupt_is_one_line_naming_the_checkpoint_to_resume(tiny_model_dir, features_dir, tmp_path, monkeypatch, capsys):
+def test_interrupt_names_the_state_to_resume_and_resume_ends_as_a_straight_run(
+    tiny_model_dir, features_dir, tmp_path, monkeypatch, capsys
+):
     from mt_dnn.model import MTDNNModel
 
     real_update, calls = MTDNNModel.update, []
@@ -386,12 +393,19 @@ def test_interrupt_is_one_line_naming_the_checkpoint_to_resume(tiny_model_dir, f
         return real_update(self, batch)
 
     monkeypatch.setattr(MTDNNModel, "update", update_then_interrupt)
+    out = tmp_path / "out"
     with pytest.raises(SystemExit) as exit_:
-        main(train_args(tiny_model_dir, features_dir, tmp_path, datasets="rte"))
+        main(train_args(tiny_model_dir, features_dir, out, datasets="rte"))
     assert exit_.value.code == 130
-    log = (tmp_path / "mt-dnn-train.log").read_text(encoding="utf-8")
-    assert f"interrupted; resume with --resume --model_ckpt {tmp_path / 'model_0.pt'}" in log
-    assert not list(tmp_path.glob(".*.tmp"))
+    log = (out / "mt-dnn-train.log").read_text(encoding="utf-8")
+    assert f"interrupted; to continue from the last save ({out / 'last.pt'}), run the same command with --resume" in log
+    assert not list(out.glob(".*.tmp"))
+    monkeypatch.undo()
+    # The same command plus --resume (last.pt of --output_dir) ends where a run never interrupted ends.
+    main(train_args(tiny_model_dir, features_dir, out, "--resume", datasets="rte"))
+    main(train_args(tiny_model_dir, features_dir, tmp_path / "straight", datasets="rte"))
+    assert_same_weights(tmp_path / "straight" / "model_1.pt", out / "model_1.pt")
+    assert checkpoints(out) == ["model_0.pt", "model_1.pt"]
 
 
 def test_predict_with_a_folder_as_checkpoint(tiny_model_dir, features_dir, tmp_path, capsys):

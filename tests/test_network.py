@@ -550,9 +550,9 @@ def test_scheduler_steps_the_optimizer_learning_rate(task_defs, make_batch, buil
 
 
 def test_total_updates_counts_real_optimizer_steps():
-    assert total_updates(10, 3, 1) == 30
-    assert total_updates(5, 3, 2) == 7  # micro-steps carry across epochs
-    assert total_updates(0, 1, 1) == 1
+    assert total_updates(30, 1) == 30
+    assert total_updates(15, 2) == 7  # micro-steps carry across epochs: 3 epochs of 5 batches
+    assert total_updates(0, 1) == 1
 
 
 def test_training_state_round_trip_continues_identically(task_defs, make_batch, build_network):

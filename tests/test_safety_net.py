@@ -22,11 +22,18 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from test_train import (
+    assert_same_weights,
+    keeping_resume_states,
+    load_checkpoint,
+    resume_state,
+    strict_json,
+    train_args,
+)
 
 from module.san import split_premise_hypothesis
 from mt_dnn.model import MTDNNModel
 from mt_dnn.options import AdvOptions, TrainOptions
-from test_train import assert_same_weights, load_checkpoint, strict_json, train_args
 from train import main
 
 CPU = torch.device("cpu")
@@ -351,10 +358,12 @@ def test_data_sort_on_runs_and_reaches_the_sampler(tiny_model_dir, features_dir,
 @pytest.mark.parametrize("precision", ["--bf16", pytest.param("--fp16", marks=needs_cpu_fp16)])
 def test_mixed_precision_resume_is_bit_identical(precision, tiny_model_dir, features_dir, tmp_path):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    main(train_args(tiny_model_dir, features_dir, straight, precision))
-    main(train_args(tiny_model_dir, features_dir, resumed, precision, "--resume", "--model_ckpt", str(straight / "model_0.pt")))
+    with keeping_resume_states():
+        main(train_args(tiny_model_dir, features_dir, straight, precision))
+    epoch_0 = resume_state(straight, "model_0.pt")
+    main(train_args(tiny_model_dir, features_dir, resumed, precision, "--resume", "--model_ckpt", str(epoch_0)))
 
-    first, a, b = (load_checkpoint(p) for p in (straight / "model_0.pt", straight / "model_1.pt", resumed / "model_1.pt"))
+    first, a, b = (load_checkpoint(p) for p in (epoch_0, straight / "last.pt", resumed / "last.pt"))
     assert a["config"]["train"][precision[2:]] is True
     assert a["updates"] == b["updates"] == 10
     # Training moved the weights in the second epoch (so equality below is not trivial).

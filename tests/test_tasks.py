@@ -178,11 +178,14 @@ def test_span_decode_and_finalize_join_windows_by_uid(task, task_defs):
     # q1: no-answer 12 beats the best span 2 (margin 10); q2 has no span at all.
     assert final.scores[:2] == [-5.0, 10.0]
     assert final.scores[2] > 1e8
-    if task_def.task_type == TaskType.SpanClassificationYN:
-        assert final.predictions == ["ghi jkl", "", ""]
-    else:
-        assert final.predictions == ["ghi jkl", "abc", ""]
+    assert final.predictions == ["ghi jkl", "abc", ""]  # the best non-null answers
     assert final.golds == [["ghi jkl"]] * 3
+    # v2 answers "" above the no-answer threshold (0 when no dev split chose one); v1 keeps every answer.
+    shown, used = handler.apply_decoding(final, {}, task_def)
+    if task_def.task_type == TaskType.SpanClassificationYN:
+        assert shown.predictions == ["ghi jkl", "", ""] and used["null_threshold"] == 0.0
+    else:
+        assert shown.predictions == ["ghi jkl", "abc", ""] and used == {}
 
 
 def test_span_decode_respects_max_answer_length(task_defs):

@@ -1,14 +1,15 @@
-"""``train.py`` end to end on the tiny model: score files, GLUE TSVs, config and checkpoints,
-bit-exact resume (end of epoch and mid-epoch), ``--init_checkpoint`` from a saved run, and
-one-line errors for bad input (SPEC §6, §7, §9)."""
+"""``train.py`` end to end on the tiny model: score files, GLUE TSVs, config and checkpoints
+(weights-only ``model_*.pt``, the resumable ``last.pt``), bit-exact resume (end of epoch and
+mid-epoch), ``--init_checkpoint`` from a saved run, and one-line errors for bad input (SPEC §6, §7, §9)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,8 @@ from train import build_parser, main, options_from_args
 
 REPO = Path(__file__).resolve().parents[1]
 GLUE_YAML = REPO / "experiments" / "glue" / "glue_task_def.yml"
-CHECKPOINT_KEYS = {"state", "optimizer", "config", "scheduler", "scaler", "updates", "epoch", "sampler", "rng"}
+WEIGHTS_KEYS = {"state", "config", "epoch", "updates"}
+RESUME_KEYS = {"state", "optimizer", "config", "scheduler", "scaler", "updates", "epoch", "sampler", "rng", "history"}
 SCORE_KEYS = ["metrics", "predictions", "uids", "scores"]
 # rte: 12 examples → 3 batches of 4; stsb: 6 → 2 batches: 5 updates per epoch.
 UPDATES_PER_EPOCH = 5
@@ -69,6 +71,31 @@ def assert_same_weights(a: Path, b: Path) -> None:
         assert torch.equal(value, state_b[key]), f"{key} differs between {a.name} and {b.name}"
 
 
+@contextlib.contextmanager
+def keeping_resume_states() -> Iterator[None]:
+    """While active, every save of ``train.main`` also copies ``<output_dir>/last.pt`` to
+    ``<output_dir>/resume_states/<weights file name>``: the resumable state as it was at that save
+    (a run keeps only the newest), so tests can resume from any point of one straight run."""
+    import train
+
+    real_save = train.save
+
+    def save_and_keep(t, name: str, epoch: int, batches_done: int) -> None:
+        real_save(t, name, epoch, batches_done)
+        if t.dist.is_main:
+            (t.output_dir / "resume_states").mkdir(exist_ok=True)
+            shutil.copy(t.output_dir / "last.pt", t.output_dir / "resume_states" / name)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(train, "save", save_and_keep)
+        yield
+
+
+def resume_state(out: Path, name: str) -> Path:
+    """The ``last.pt`` that ``out``'s run (made under ``keeping_resume_states``) had right after saving ``name``."""
+    return out / "resume_states" / name
+
+
 RESUME_FLAGS = {"plain": (), "dropout_w+adv": ("--dropout_w", "0.1", "--adv_train")}
 
 
@@ -82,7 +109,8 @@ def straight(tiny_model_dir, features_dir, tmp_path_factory) -> Callable[[str], 
         if name not in runs:
             out = tmp_path_factory.mktemp("straight")
             extra = ("--glue_format_on", "--save_per_updates_on", "--save_per_updates", "3", *RESUME_FLAGS[name])
-            main(train_args(tiny_model_dir, features_dir, out, *extra))
+            with keeping_resume_states():
+                main(train_args(tiny_model_dir, features_dir, out, *extra))
             runs[name] = out
         return runs[name]
 
@@ -124,15 +152,24 @@ def test_run_writes_scores_tsvs_config_and_checkpoints(straight, features_dir):
     config = strict_json(out / "config.json")
     assert config["data"]["train_datasets"] == ["rte", "stsb"] and config["train"]["epochs"] == 2
     assert [t["name"] for t in config["task_defs"]] == ["rte", "stsb"]
+    # Weight files: weights, config, epoch and updates only (no optimizer state); last.pt: the full state.
+    assert sorted(p.name for p in out.glob("*.pt")) == [
+        "last.pt", "model_0.pt", "model_0_3.pt", "model_1.pt", "model_1_6.pt", "model_1_9.pt"
+    ]
     for epoch in (0, 1):
         checkpoint = load_checkpoint(out / f"model_{epoch}.pt")
-        assert CHECKPOINT_KEYS <= set(checkpoint)
+        assert set(checkpoint) == WEIGHTS_KEYS
         assert checkpoint["updates"] == UPDATES_PER_EPOCH * (epoch + 1) and checkpoint["epoch"] == epoch
         json.dumps(checkpoint["config"])  # plain JSON-safe data
         assert any(k.startswith("scoring_list.1.") for k in checkpoint["state"])
-    sampler = load_checkpoint(out / "model_0_3.pt")["sampler"]
+    last = load_checkpoint(out / "last.pt")
+    assert RESUME_KEYS <= set(last) and (last["epoch"], last["updates"]) == (1, 2 * UPDATES_PER_EPOCH)
+    assert_same_weights(out / "last.pt", out / "model_1.pt")
+    json.dumps(last["history"])
+    assert (out / "last.pt").stat().st_size > (out / "model_1.pt").stat().st_size
+    sampler = load_checkpoint(resume_state(out, "model_0_3.pt"))["sampler"]
     assert (sampler["epoch"], sampler["start"]) == (0, 3) and sampler["config"]["batch_size"] == 4
-    end_of_epoch = load_checkpoint(out / "model_0.pt")["sampler"]
+    end_of_epoch = load_checkpoint(resume_state(out, "model_0.pt"))["sampler"]
     assert (end_of_epoch["epoch"], end_of_epoch["start"]) == (1, 0)
     assert (out / "mt-dnn-train.log").read_text().count("saved") == 5
 
@@ -172,23 +209,46 @@ def test_scores_come_from_the_saved_weights(straight, tiny_model_dir, features_d
 def test_resume_is_bit_identical(flags, checkpoint, straight, tiny_model_dir, features_dir, tmp_path):
     out = straight(flags)
     resumed = tmp_path / "resumed"
-    resume = ("--resume", "--model_ckpt", str(out / checkpoint))
+    resume = ("--resume", "--model_ckpt", str(resume_state(out, checkpoint)))
     main(train_args(tiny_model_dir, features_dir, resumed, *resume, *RESUME_FLAGS[flags]))
     assert_same_weights(out / "model_1.pt", resumed / "model_1.pt")
-    straight_ckpt, resumed_ckpt = load_checkpoint(out / "model_1.pt"), load_checkpoint(resumed / "model_1.pt")
+    straight_ckpt, resumed_ckpt = load_checkpoint(out / "last.pt"), load_checkpoint(resumed / "last.pt")
     assert resumed_ckpt["updates"] == straight_ckpt["updates"] == 2 * UPDATES_PER_EPOCH
     assert resumed_ckpt["scheduler"] == straight_ckpt["scheduler"]
     for name in ("rte_dev_scores_epoch_1.json", "stsb_dev_scores_epoch_1.json"):
         assert (resumed / name).read_text() == (out / name).read_text()
     if checkpoint == "model_0_3.pt":
+        # The history (epoch mean losses, dev metrics) goes on from the state as if never interrupted.
+        assert strict_json(resumed / "history.json")["epochs"] == strict_json(out / "history.json")["epochs"]
         assert_same_weights(out / "model_0.pt", resumed / "model_0.pt")
     else:
         assert not (resumed / "model_0.pt").exists()
 
 
+def test_resume_reads_last_pt_of_the_output_dir_by_default(straight, tiny_model_dir, features_dir, tmp_path):
+    # A run folder as an interrupted run leaves it after epoch 0: last.pt and epoch 0's score files.
+    out = straight("plain")
+    shutil.copy(resume_state(out, "model_0.pt"), tmp_path / "last.pt")
+    for name in ("rte_dev_scores_epoch_0.json", "stsb_dev_scores_epoch_0.json"):
+        shutil.copy(out / name, tmp_path / name)
+    main(train_args(tiny_model_dir, features_dir, tmp_path, "--resume"))
+    assert_same_weights(out / "model_1.pt", tmp_path / "model_1.pt")
+    assert load_checkpoint(tmp_path / "last.pt")["updates"] == 2 * UPDATES_PER_EPOCH
+    # Epoch 0 was saved before it was evaluated: its dev metrics come back from its score files.
+    assert strict_json(tmp_path / "history.json")["epochs"] == strict_json(out / "history.json")["epochs"]
+
+
+def test_a_weights_only_file_cannot_resume(straight, tiny_model_dir, features_dir, tmp_path):
+    out = straight("plain")
+    args = train_args(tiny_model_dir, features_dir, tmp_path, "--resume", "--model_ckpt", str(out / "model_0.pt"))
+    with pytest.raises(MTDNNInputError, match=rf"weights-only file .*: resume from {out / 'last.pt'}"):
+        main(args)
+
+
 def test_resume_with_another_batch_size_is_refused(straight, tiny_model_dir, features_dir, tmp_path):
     out = straight("plain")
-    args = train_args(tiny_model_dir, features_dir, tmp_path, "--resume", "--model_ckpt", str(out / "model_0_3.pt"))
+    resume = ("--resume", "--model_ckpt", str(resume_state(out, "model_0_3.pt")))
+    args = train_args(tiny_model_dir, features_dir, tmp_path, *resume)
     args[args.index("--batch_size") + 1] = "2"
     with pytest.raises(MTDNNInputError, match="batch_size was 4 when the checkpoint was saved, now 2"):
         main(args)
@@ -196,14 +256,15 @@ def test_resume_with_another_batch_size_is_refused(straight, tiny_model_dir, fea
 
 def test_resume_with_dataloader_workers_is_bit_identical(straight, tiny_model_dir, features_dir, tmp_path):
     out = straight("plain")
-    extra = ("--resume", "--model_ckpt", str(out / "model_0_3.pt"), "--dataloader_num_workers", "2")
+    extra = ("--resume", "--model_ckpt", str(resume_state(out, "model_0_3.pt")), "--dataloader_num_workers", "2")
     main(train_args(tiny_model_dir, features_dir, tmp_path, *extra))
     assert_same_weights(out / "model_1.pt", tmp_path / "model_1.pt")
 
 
 def test_resume_with_grad_accumulation_across_epochs_is_bit_identical(tiny_model_dir, features_dir, tmp_path):
-    main(train_args(tiny_model_dir, features_dir, tmp_path / "a", "--grad_accumulation_step", "2"))
-    resume = ("--resume", "--model_ckpt", str(tmp_path / "a" / "model_0.pt"))
+    with keeping_resume_states():
+        main(train_args(tiny_model_dir, features_dir, tmp_path / "a", "--grad_accumulation_step", "2"))
+    resume = ("--resume", "--model_ckpt", str(resume_state(tmp_path / "a", "model_0.pt")))
     main(train_args(tiny_model_dir, features_dir, tmp_path / "b", "--grad_accumulation_step", "2", *resume))
     assert load_checkpoint(tmp_path / "a" / "model_1.pt")["updates"] == UPDATES_PER_EPOCH  # (2 × 5) // 2
     assert_same_weights(tmp_path / "a" / "model_1.pt", tmp_path / "b" / "model_1.pt")
@@ -251,9 +312,10 @@ def test_init_checkpoint_matches_heads_by_task_name(straight, tiny_model_dir, fe
     assert torch.equal(after["scoring_list.0.proj.weight"], before["scoring_list.1.proj.weight"])
 
 
-def test_init_checkpoint_of_the_original_format(tiny_model_dir, features_dir, tmp_path):
+@pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy_pre_torch_1_6"])
+def test_init_checkpoint_of_the_original_format(zip_format, tiny_model_dir, features_dir, tmp_path):
     # As released MT-DNN files: encoder only, "bert." prefix, the 11 BERT config keys, old
-    # LayerNorm gamma/beta names and a position-id buffer.
+    # LayerNorm gamma/beta names and a position-id buffer; saved in 2019, before torch's zip format.
     encoder = load_encoder(ModelOptions(init_checkpoint=str(tiny_model_dir)))
     state = {}
     for key, value in encoder.state_dict().items():
@@ -261,7 +323,8 @@ def test_init_checkpoint_of_the_original_format(tiny_model_dir, features_dir, tm
         state["bert." + key] = value
     state["bert.embeddings.position_ids"] = torch.arange(512).unsqueeze(0)
     source = tmp_path / "mt_dnn_tiny.pt"
-    torch.save({"state": state, "config": {key: getattr(encoder.config, key) for key in BERT_CONFIG_KEYS}}, source)
+    config = {key: getattr(encoder.config, key) for key in BERT_CONFIG_KEYS}
+    torch.save({"state": state, "config": config}, source, _use_new_zipfile_serialization=zip_format)
     out = tmp_path / "out"
     main(train_args(source, features_dir, out, "--epochs", "1", "--learning_rate", "0", "--tokenizer", str(tiny_model_dir)))
     trained = load_checkpoint(out / "model_0.pt")["state"]

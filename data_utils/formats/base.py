@@ -76,6 +76,10 @@ class DataFormatSpec:
         """The first empty or whitespace-only text of ``row`` as ``"hypothesis (column 4)"``; ``None`` if all have words."""
         return None
 
+    def unlabelled_row(self, uid: str, premise: str, hypotheses: list[str], task_def: TaskDef) -> CanonicalRow:
+        """The row of raw text to predict (Python API), with a placeholder label the task accepts."""
+        raise MTDNNInputError(f"task {task_def.name}: data format {self.data_format.name} cannot be predicted from raw text")
+
     # --- tokenization (prepro_std.py) -------------------------------------------------
     def check_encodable(self, encoder: FeatureEncoder, task_def: TaskDef) -> None:
         """Fail before reading any row when ``encoder`` cannot produce this format's features."""
@@ -158,6 +162,19 @@ def int_list(value: Any, field: str) -> list[int]:
     if not set(map(type, value)) <= {int}:
         raise ValueError(f"field {field!r} must hold integers only")
     return value
+
+
+def placeholder_label(task_def: TaskDef) -> str:
+    """A raw label ``task_def`` accepts, for rows predicted without one: its first label name, else ``"0"``."""
+    return task_def.labels[0] if task_def.labels else "0"
+
+
+def check_hypotheses(hypotheses: list[str], expected: str, fits: bool, task_def: TaskDef) -> None:
+    """``MTDNNInputError`` when a raw example's hypotheses do not fit the task's data format."""
+    if not fits:
+        raise MTDNNInputError(
+            f"task {task_def.name} ({task_def.data_format.name}) takes {expected} per premise, got {len(hypotheses)}"
+        )
 
 
 def cut(values: list, max_len: int) -> list:

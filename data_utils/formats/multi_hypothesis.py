@@ -17,10 +17,12 @@ from data_utils.formats.base import (
     DataFormatSpec,
     FeatureEncoder,
     TokenRow,
+    check_hypotheses,
     cut,
     first_blank,
     int_list,
     is_int,
+    placeholder_label,
     soft_label_cell,
     with_softlabel,
 )
@@ -70,6 +72,12 @@ class PremiseAndMultiHypothesisFormat(DataFormatSpec):
     def row_label(self, row: CanonicalRow, task_def: TaskDef) -> list[int]:
         """One label id per hypothesis."""
         return [int(task_def.encode_label(raw)) for raw in row.label.split(",")]
+
+    def unlabelled_row(self, uid: str, premise: str, hypotheses: list[str], task_def: TaskDef) -> CanonicalRow:
+        """The premise with its candidate hypotheses (ruids ``<uid>-<k>``)."""
+        check_hypotheses(hypotheses, "one or more hypotheses", bool(hypotheses), task_def)
+        ruid = [f"{uid}-{k}" for k in range(len(hypotheses))]
+        return CanonicalRow(uid, ",".join([placeholder_label(task_def)] * len(hypotheses)), [premise, *hypotheses], ruid, None, 0)
 
     def features(self, encoder: FeatureEncoder, rows: list[CanonicalRow], task_def: TaskDef) -> Iterator[dict[str, Any]]:
         """One (premise, hypothesis) token sequence per candidate; ``label`` is the best candidate's index."""

@@ -13,10 +13,12 @@ from data_utils.formats.base import (
     CanonicalRow,
     FeatureEncoder,
     SingleSequenceFormat,
+    check_hypotheses,
     first_blank,
     fixed_columns,
     is_int,
     is_number,
+    placeholder_label,
     with_softlabel,
 )
 from data_utils.formats.registry import register_data_format
@@ -36,6 +38,12 @@ class _SentenceFormat(SingleSequenceFormat):
     def blank_text(self, row: CanonicalRow) -> str | None:
         """The first empty premise or hypothesis (columns 3, 4; one more with a soft-label column)."""
         return first_blank(row, list(self.columns[2:]), first_column=3)
+
+    def unlabelled_row(self, uid: str, premise: str, hypotheses: list[str], task_def: TaskDef) -> CanonicalRow:
+        """The premise alone (``PremiseOnly``: no hypothesis) or with its one hypothesis."""
+        wanted = len(self.columns) - 3
+        check_hypotheses(hypotheses, "no hypothesis" if wanted == 0 else "one hypothesis", len(hypotheses) == wanted, task_def)
+        return CanonicalRow(uid, placeholder_label(task_def), [premise, *hypotheses], None, None, 0)
 
     def features(self, encoder: FeatureEncoder, rows: list[CanonicalRow], task_def: TaskDef) -> Iterator[dict[str, Any]]:
         """One token sequence per row: the premise, or the premise and hypothesis as a pair."""

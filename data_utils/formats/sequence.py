@@ -16,6 +16,7 @@ from data_utils.formats.base import (
     CanonicalRow,
     FeatureEncoder,
     SingleSequenceFormat,
+    check_hypotheses,
     cut,
     fixed_columns,
     is_int,
@@ -44,6 +45,15 @@ class SequenceFormat(SingleSequenceFormat):
     def row_label(self, row: CanonicalRow, task_def: TaskDef) -> list[int]:
         """One tag id per word."""
         return [int(task_def.encode_label(raw)) for raw in row.label]
+
+    def unlabelled_row(self, uid: str, premise: str, hypotheses: list[str], task_def: TaskDef) -> CanonicalRow:
+        """The premise split at whitespace into words, each with a placeholder tag (not X, CLS or SEP)."""
+        check_hypotheses(hypotheses, "no hypothesis (a sentence to tag)", not hypotheses, task_def)
+        words = premise.split()
+        if not words:
+            raise MTDNNInputError(f"task {task_def.name}: a sentence to tag has no words: {premise!r}")
+        tag = next((label for label in task_def.labels or () if label not in ("X", "CLS", "SEP")), "0")
+        return CanonicalRow(uid, [tag] * len(words), words, None, None, 0)
 
     def check_encodable(self, encoder: FeatureEncoder, task_def: TaskDef) -> None:
         """Sequence labelling needs the X/CLS/SEP tags, a tokenizer with CLS and SEP, and no --do_padding."""

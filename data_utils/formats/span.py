@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from data_utils.formats.base import SingleSequenceFormat, is_int
+from data_utils.errors import MTDNNInputError
+from data_utils.formats.base import CanonicalRow, SingleSequenceFormat, is_int
 from data_utils.formats.registry import register_data_format
 from data_utils.task_def import DataFormat, TaskDef
 
@@ -18,6 +19,13 @@ class SpanFormat(SingleSequenceFormat):
 
     data_format = DataFormat.CLUE_SPAN
     reads_canonical = False
+
+    def unlabelled_row(self, uid: str, premise: str, hypotheses: list[str], task_def: TaskDef) -> CanonicalRow:
+        """Refused: span answers need the question's context windows and offsets (experiments/squad)."""
+        raise MTDNNInputError(
+            f"task {task_def.name}: span extraction is not predicted from raw text here (answers need context "
+            "windows and offsets); tokenize with experiments/squad/squad_prepro.py and score with predict.py"
+        )
 
     def missing_mask(self, sample: dict, n_tokens: int) -> list[int]:
         """The window's ``mask`` stands in for a missing ``attention_mask``."""

@@ -7,9 +7,10 @@ Run:
 
 Inputs: <root>/squad/{train,dev}.json (v1.1) or, with --version_2_with_negative,
 <root>/squad_v2/{train,dev}.json (v2.0); the official names train-v1.1.json / dev-v2.0.json
-in those folders are accepted too.
-Outputs: <root>/<model>/{squad|squad-v2}_{train,dev}.json, where <model> is the Hugging Face id
-as given or the last path component of a local model folder.
+in those folders are accepted too. An optional test.json (e.g. a held-out part of the official
+dev set) is written like dev; its questions may come without answers.
+Outputs: <root>/<model>/{squad|squad-v2}_{train,dev[,test]}.json, where <model> is the Hugging Face
+id as given or the last path component of a local model folder.
 
 Each question is tokenized as `[CLS] question [SEP] context [SEP]` by the model's fast tokenizer,
 the context cut (`only_second`) into windows of --max_seq_length tokens, consecutive windows
@@ -40,6 +41,8 @@ from data_utils.log_utils import setup_logging
 logger = logging.getLogger("mt_dnn")
 
 SPLITS = ("train", "dev")
+# Written like dev when its file exists.
+OPTIONAL_SPLITS = ("test",)
 # Questions tokenized per call of the fast tokenizer's batch API.
 CHUNK = 256
 
@@ -72,8 +75,11 @@ def _get(obj: Any, key: str, kind: type, path: Path, where: str) -> Any:
     return obj[key]
 
 
-def load_squad(path: Path, version_2: bool) -> list[Question]:
-    """Read a SQuAD JSON file into questions, checking every field the features need."""
+def load_squad(path: Path, version_2: bool, answers_required: bool = True) -> list[Question]:
+    """Read a SQuAD JSON file into questions, checking every field the features need.
+
+    Without ``answers_required`` (a test split) an answerable question may have no answers.
+    """
     if not path.is_file():
         raise MTDNNInputError("file not found", path)
     try:
@@ -104,7 +110,7 @@ def load_squad(path: Path, version_2: bool) -> list[Question]:
                     if context[start : start + len(answer_text)] != answer_text:
                         mismatched.append(uid)
                     answers.append((answer_text, start))
-                if not impossible and not answers:
+                if not impossible and not answers and answers_required:
                     raise MTDNNInputError(f"{where}: answerable question without answers", path)
                 questions.append(Question(uid, text.strip(), context, answers, impossible))
     if mismatched:
@@ -209,32 +215,43 @@ def load_fast_tokenizer(model: str, cache_dir: str | None) -> Any:
     return tokenizer
 
 
-def source_path(root: Path, version_2: bool, split: str) -> Path:
+def source_path(root: Path, version_2: bool, split: str, required: bool = True) -> Path | None:
     """The input file of a split: ``<split>.json`` or the official file name, whichever exists."""
     folder, version = ("squad_v2", "v2.0") if version_2 else ("squad", "v1.1")
     candidates = [root / folder / f"{split}.json", root / folder / f"{split}-{version}.json"]
     for path in candidates:
         if path.is_file():
             return path
+    if not required:
+        return None
     raise MTDNNInputError(f"no SQuAD {version} {split} file: looked for {' and '.join(map(str, candidates))}")
 
 
 def main(argv: list[str] | None = None) -> None:
     """Turn SQuAD train/dev JSON into span features for one tokenizer."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="bert-base-uncased", help="Hugging Face id or local folder of the tokenizer")
-    parser.add_argument("--root_dir", default="data")
-    parser.add_argument("--max_seq_length", type=int, default=384)
-    parser.add_argument("--doc_stride", type=int, default=128, help="context tokens shared by consecutive windows")
-    parser.add_argument("--max_query_length", type=int, default=64, help="questions are cut to this many tokens")
-    parser.add_argument("--version_2_with_negative", action="store_true", help="SQuAD v2.0 (squad-v2) instead of v1.1")
-    parser.add_argument("--transformer_cache", "--cache_dir", dest="cache_dir", default=".cache")
-    parser.add_argument("--log_file", default=None)
+    parser.add_argument("--model", default="bert-base-uncased",
+                        help="Hugging Face id or local folder of the tokenizer (default: %(default)s)")
+    parser.add_argument("--root_dir", default="data", help="folder holding squad/ or squad_v2/ (default: %(default)s)")
+    parser.add_argument("--max_seq_length", type=int, default=384, help="tokens per window (default: %(default)s)")
+    parser.add_argument("--doc_stride", type=int, default=128,
+                        help="context tokens shared by consecutive windows (default: %(default)s)")
+    parser.add_argument("--max_query_length", type=int, default=64,
+                        help="questions are cut to this many tokens (default: %(default)s)")
+    parser.add_argument("--version_2_with_negative", action="store_true",
+                        help="SQuAD v2.0 (squad-v2) instead of v1.1 (default: off)")
+    parser.add_argument("--transformer_cache", "--cache_dir", dest="cache_dir", default=".cache",
+                        help="Hugging Face download cache (default: %(default)s)")
+    parser.add_argument("--log_file", default=None, help="also log to this file (default: the console only)")
     args = parser.parse_args(argv)
     setup_logging(args.log_file)
 
     root = Path(args.root_dir)
     sources = {split: source_path(root, args.version_2_with_negative, split) for split in SPLITS}
+    for split in OPTIONAL_SPLITS:
+        path = source_path(root, args.version_2_with_negative, split, required=False)
+        if path is not None:
+            sources[split] = path
     out_dir = root / model_dir_name(args.model)
     tokenizer = load_fast_tokenizer(args.model, args.cache_dir)
     room = args.max_seq_length - args.max_query_length - tokenizer.num_special_tokens_to_add(pair=True)
@@ -245,7 +262,8 @@ def main(argv: list[str] | None = None) -> None:
         )
 
     # Read both splits before writing, so a bad file leaves no partial set of outputs behind.
-    data = {split: load_squad(path, args.version_2_with_negative) for split, path in sources.items()}
+    data = {split: load_squad(path, args.version_2_with_negative, answers_required=split in SPLITS)
+            for split, path in sources.items()}
     task = "squad-v2" if args.version_2_with_negative else "squad"
     for split, questions in data.items():
         stats = Stats()

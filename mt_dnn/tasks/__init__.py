@@ -5,7 +5,7 @@ from __future__ import annotations
 
 # Importing the built-in task types registers them.
 from mt_dnn.tasks import classification, ranking, regression, sequence_labeling, span  # noqa: F401
-from mt_dnn.tasks.base import Decoded, DecodeOptions, EncoderFeatures, HeadContext, SANOptions, TaskHandler
+from mt_dnn.tasks.base import Decoded, DecodeOptions, EncoderFeatures, HeadContext, Prediction, SANOptions, TaskHandler
 from mt_dnn.tasks.registry import TASK_HANDLERS, get_task_handler, register_task_handler
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "DecodeOptions",
     "EncoderFeatures",
     "HeadContext",
+    "Prediction",
     "SANOptions",
     "TaskHandler",
     "TASK_HANDLERS",

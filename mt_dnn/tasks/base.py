@@ -73,6 +73,21 @@ class Decoded:
     golds: list[Any]
 
 
+@dataclass(frozen=True)
+class Prediction:
+    """One example's prediction as the Python API returns it (``mt_dnn.api``).
+
+    ``label``: the label name (the class id when the YAML names no labels), the score of a
+    regression, the index of the best hypothesis of a ranking, or one tag per word.
+    ``score``: the probability of ``label`` or the regression score (None for tags).
+    ``probabilities``: per label name (classification) or per hypothesis (ranking), else None.
+    """
+
+    label: Any
+    score: float | None = None
+    probabilities: dict[Any, float] | list[float] | None = None
+
+
 class TaskHandler:
     """Behaviour of one task type; a subclass registers itself with ``@register_task_handler``."""
 
@@ -115,3 +130,17 @@ class TaskHandler:
     def finalize(self, decoded: Decoded, task_def: TaskDef) -> Decoded:
         """Merge per-row results of a whole dataset (span tasks join windows); identity by default."""
         return decoded
+
+    def fit_decoding(self, decoded: Decoded) -> dict[str, Any]:
+        """Decoding settings chosen on a labelled (dev) split, also applied to the splits scored after it
+        (SQuAD v2: the null-answer threshold); none by default."""
+        return {}
+
+    def apply_decoding(self, decoded: Decoded, settings: dict[str, Any], task_def: TaskDef) -> tuple[Decoded, dict[str, Any]]:
+        """``decoded`` under ``settings`` from ``fit_decoding`` (empty: none were chosen), and the settings
+        used, which the score file records; identity by default."""
+        return decoded, settings
+
+    def present(self, prediction: Any, score: Any, task_def: TaskDef) -> Prediction:
+        """One decoded sample as the Python API returns it; by default the prediction and a numeric score as they are."""
+        return Prediction(prediction, float(score) if isinstance(score, (int, float)) else None)

@@ -1,13 +1,13 @@
 """Single-label classification over ``n_class`` labels (CoLA, MNLI, RTE, …)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from data_utils.task_def import TaskDef, TaskType
-from mt_dnn.tasks.base import Decoded, DecodeOptions, HeadContext, TaskHandler
+from mt_dnn.tasks.base import Decoded, DecodeOptions, HeadContext, Prediction, TaskHandler
 from mt_dnn.tasks.registry import register_task_handler
 from mt_dnn.tasks.sentence_head import build_sentence_head
 
@@ -36,3 +36,8 @@ class ClassificationHandler(TaskHandler):
             scores=probs.tolist(),
             golds=[int(label) for label in batch.labels.tolist()],
         )
+
+    def present(self, prediction: Any, score: Any, task_def: TaskDef) -> Prediction:
+        """The label name, its probability, and the probability of every label by name."""
+        names = [task_def.decode_label(index) for index in range(len(score))]
+        return Prediction(names[prediction], score[prediction], dict(zip(names, score)))

@@ -1,13 +1,13 @@
 """Pairwise ranking (old QNLI): the k hypotheses of a sample are scored and soft-maxed together."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from data_utils.task_def import TaskDef, TaskType
-from mt_dnn.tasks.base import Decoded, DecodeOptions, HeadContext, TaskHandler
+from mt_dnn.tasks.base import Decoded, DecodeOptions, HeadContext, Prediction, TaskHandler
 from mt_dnn.tasks.registry import register_task_handler
 from mt_dnn.tasks.sentence_head import build_sentence_head
 
@@ -42,3 +42,7 @@ class RankingHandler(TaskHandler):
             scores=probs.tolist(),
             golds=batch.labels.tolist(),
         )
+
+    def present(self, prediction: Any, score: Any, task_def: TaskDef) -> Prediction:
+        """The index of the best hypothesis, its probability, and one probability per hypothesis (softmax over them)."""
+        return Prediction(prediction, score[prediction], list(score))

@@ -1,14 +1,14 @@
 """Regression: one real-valued score per example (STS-B)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from data_utils.task_def import TaskDef, TaskType
-from mt_dnn.tasks.base import Decoded, DecodeOptions, HeadContext, TaskHandler
+from mt_dnn.tasks.base import Decoded, DecodeOptions, HeadContext, Prediction, TaskHandler
 from mt_dnn.tasks.registry import register_task_handler
 from mt_dnn.tasks.sentence_head import build_sentence_head
 
@@ -43,3 +43,7 @@ class RegressionHandler(TaskHandler):
     def decode(self, logits: torch.Tensor, batch: Batch, options: DecodeOptions = DecodeOptions()) -> Decoded:
         scores = logits.float().view(-1).tolist()
         return Decoded(uids=list(batch.uids), predictions=scores, scores=scores, golds=batch.labels.tolist())
+
+    def present(self, prediction: Any, score: Any, task_def: TaskDef) -> Prediction:
+        """The predicted score, as label and score."""
+        return Prediction(float(prediction), float(prediction))

@@ -5,15 +5,15 @@ the loss and the metric (SPEC §4).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from data_utils.task_def import TaskDef, TaskType
 from module.dropout_wrapper import DropoutWrapper
+from mt_dnn.tasks.base import Decoded, DecodeOptions, EncoderFeatures, HeadContext, Prediction, TaskHandler
 from mt_dnn.tasks.registry import register_task_handler
-from mt_dnn.tasks.base import Decoded, DecodeOptions, EncoderFeatures, HeadContext, TaskHandler
 
 if TYPE_CHECKING:
     from mt_dnn.batch import Batch
@@ -80,3 +80,7 @@ class SequenceLabelingHandler(TaskHandler):
             # A pseudo label predicted at a real word carries no entity: score it as "O".
             predictions.append([names[pred_row[i]] if names[pred_row[i]] not in IGNORED_TAGS else "O" for i in kept])
         return Decoded(uids=list(batch.uids), predictions=predictions, scores=[None] * len(golds), golds=golds)
+
+    def present(self, prediction: Any, score: Any, task_def: TaskDef) -> Prediction:
+        """One tag per word (its first sub-token's), no score."""
+        return Prediction(list(prediction))

@@ -1,25 +1,34 @@
 """Extractive question answering (SQuAD v1.1, v2.0, ReCoRD): start/end logits over tokens.
 
 A question may span several overflow windows; ``finalize`` joins them by uid, keeping the
-best-scoring span and (v2) the lowest no-answer score.
+best-scoring span and the lowest no-answer score. A question's score is its no-answer margin
+(no-answer score minus best span score). v2 answers "" where the margin exceeds a threshold
+chosen on the dev split (best F1, ``fit_decoding``) and reused for the test split; a split
+scored without one uses 0.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
+from data_utils.squad_eval import apply_null_threshold, find_best_threshold
 from data_utils.task_def import TaskDef, TaskType
 from module.dropout_wrapper import DropoutWrapper
-from mt_dnn.tasks.registry import register_task_handler
 from mt_dnn.tasks.base import Decoded, DecodeOptions, EncoderFeatures, HeadContext, TaskHandler
+from mt_dnn.tasks.registry import register_task_handler
 
 if TYPE_CHECKING:
     from mt_dnn.batch import Batch
     from mt_dnn.loss import Criterion
 
+logger = logging.getLogger(__name__)
+
 _MASKED = -1e4
+# Score file value of the margin of a question no window offered a span for (JSON has no infinity).
+_NO_SPAN_MARGIN = 1e9
 
 
 class SpanHead(nn.Module):
@@ -61,7 +70,6 @@ class SpanHandler(TaskHandler):
     """SQuAD v1.1-style spans: every question has an answer."""
 
     task_type = TaskType.SpanClassification
-    allows_no_answer = False
 
     def build_head(self, task_def: TaskDef, ctx: HeadContext) -> nn.Module:
         return SpanHead(ctx.hidden_size, ctx.dropout_p, ctx.vb_dropout)
@@ -105,13 +113,9 @@ class SpanHandler(TaskHandler):
                 top_score, top_text = (score, text) if score > previous[0] else previous[:2]
                 best[uid] = (top_score, top_text, min(null_score, previous[2]), gold)
         uids = list(best)
-        predictions, scores = [], []
-        for uid in uids:
-            score, text, null_score, _ = best[uid]
-            # The score of a question is its no-answer margin (v2 picks a threshold on it).
-            margin = null_score - score if score > float("-inf") else float("inf")
-            predictions.append("" if self.allows_no_answer and margin > 0 else text)
-            scores.append(margin if margin != float("inf") else 1e9)
+        # The best non-null answer of each question and its no-answer margin; v2 thresholds it in apply_decoding.
+        predictions = [best[uid][1] for uid in uids]
+        scores = [best[uid][2] - best[uid][0] if best[uid][0] > float("-inf") else _NO_SPAN_MARGIN for uid in uids]
         return Decoded(uids=uids, predictions=predictions, scores=scores, golds=[best[u][3] for u in uids])
 
 
@@ -120,4 +124,16 @@ class SpanYNHandler(SpanHandler):
     """SQuAD v2.0-style spans: a question may have no answer (the [CLS] position)."""
 
     task_type = TaskType.SpanClassificationYN
-    allows_no_answer = True
+
+    def fit_decoding(self, decoded: Decoded) -> dict[str, Any]:
+        """The no-answer margin threshold with the best official v2.0 F1 on this labelled split."""
+        chosen = find_best_threshold([str(p) for p in decoded.predictions], decoded.scores, decoded.golds)
+        return {"null_threshold": chosen["best_f1_thresh"], "chosen_by": "best F1 on labelled data (the dev split)"}
+
+    def apply_decoding(self, decoded: Decoded, settings: dict[str, Any], task_def: TaskDef) -> tuple[Decoded, dict[str, Any]]:
+        """Answer "" where the no-answer margin exceeds the chosen threshold (0 when none was chosen)."""
+        if "null_threshold" not in settings:
+            logger.warning("%s: no dev split chose a null-answer threshold for these predictions; using 0", task_def.name)
+            settings = {"null_threshold": 0.0, "chosen_by": "default (no dev split)"}
+        predictions = apply_null_threshold(decoded.predictions, decoded.scores, float(settings["null_threshold"]))
+        return Decoded(decoded.uids, predictions, decoded.scores, decoded.golds), settings
