@@ -67,7 +67,8 @@ recorded_tokenizer() {
 try:
     checkpoint = torch.load(sys.argv[1], map_location="cpu", weights_only=True, mmap=True)
 except Exception as err:
-    print(f"error: {sys.argv[2]}: {sys.argv[1]}: not a readable MT-DNN checkpoint ({type(err).__name__})", file=sys.stderr)
+    reason = type(err).__name__
+    print(f"error: {sys.argv[2]}: {sys.argv[1]}: not a readable MT-DNN checkpoint ({reason})", file=sys.stderr)
     sys.exit(2)
 config = checkpoint.get("config") if isinstance(checkpoint, dict) else None
 print(((config or {}).get("tokenizer") or {}).get("name", ""))' "$1" "$RECIPE"
@@ -182,7 +183,8 @@ glue_canonical() {
   local task folders=()
   for task in ${1//,/ }; do folders+=("$(glue_folder "$task")"); done
   for task in "${folders[@]}"; do
-    [ -d "$DATA/$task" ] || die "raw GLUE folder $DATA/$task not found (pass the GLUE folder as the second argument or set MTDNN_GLUE_DIR)"
+    [ -d "$DATA/$task" ] ||
+      die "raw GLUE folder $DATA/$task not found (pass the GLUE folder as the second argument or set MTDNN_GLUE_DIR)"
   done
   link_raw "${folders[@]}"
   run python experiments/glue/glue_prepro.py --root_dir "$WORK" --tasks "$1"
@@ -232,7 +234,8 @@ glue_mtl_tasks() {
   if [ ${#found[@]} = 0 ]; then
     for task in "${all[@]}"; do [ -f "$DATA/$(glue_folder "$task")/train.tsv" ] && found+=("$task"); done
   fi
-  [ ${#found[@]} -gt 0 ] || die "no GLUE task found: no <task>_train.json in $features, no raw <Task>/train.tsv in $DATA"
+  [ ${#found[@]} -gt 0 ] ||
+    die "no GLUE task found: no <task>_train.json in $features, no raw <Task>/train.tsv in $DATA"
   local IFS=,
   echo "${found[*]}"
 }
@@ -292,7 +295,8 @@ SMOKE=${SMOKE:-0}
 DRY_RUN=${DRY_RUN:-0}
 SMOKE_ROWS=${SMOKE_ROWS:-16}
 SHARED_MODEL=../shared/models/all-MiniLM-L6-v2
-if [ -d "$SHARED_MODEL" ]; then DEFAULT_ENCODER=$(cd "$SHARED_MODEL" && pwd); else DEFAULT_ENCODER=sentence-transformers/all-MiniLM-L6-v2; fi
+DEFAULT_ENCODER=sentence-transformers/all-MiniLM-L6-v2
+if [ -d "$SHARED_MODEL" ]; then DEFAULT_ENCODER=$(cd "$SHARED_MODEL" && pwd); fi
 ARG_MODEL=$(user_path "${1:-}")
 ARG_DATA=$(user_path "${2:-}")
 ARG_OUT=${3:-}

@@ -45,4 +45,4 @@ train --init_checkpoint "$INIT" --tokenizer "$TOKENIZER" --data_dir "$FEATURES" 
   --epochs "${EPOCHS:-5}" --max_seq_len "$MAX_SEQ_LEN" --grad_clipping 0 --global_grad_clipping 1 \
   --answer_opt 1 --output_dir "$OUT"
 dev_table "$TEST_DATASETS" "$OUT"
-note "MT-DNN checkpoint: $(last_epoch_checkpoint "$OUT")"
+[ "$DRY_RUN" = 1 ] || note "MT-DNN checkpoint: $(last_epoch_checkpoint "$OUT")"

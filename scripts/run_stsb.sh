@@ -8,7 +8,8 @@
 #   SMOKE=1 bash scripts/run_stsb.sh checkpoints/run_mt_dnn_smoke
 #
 #   CHECKPOINT  $MTDNN_CHECKPOINT  MT-DNN .pt or train.py output folder; empty: the plain encoder $MTDNN_MODEL
-#                                  (default ../shared/models/all-MiniLM-L6-v2, else sentence-transformers/all-MiniLM-L6-v2)
+#                                  (default ../shared/models/all-MiniLM-L6-v2,
+#                                  else sentence-transformers/all-MiniLM-L6-v2)
 #   GLUE_DIR    $MTDNN_GLUE_DIR    raw GLUE, read when features are missing (default ../shared/data/glue, else data)
 #   OUT         $OUT               output folder (default checkpoints/run_stsb)
 #   NGPU        $NGPU              processes, torchrun when above 1 (default 1)

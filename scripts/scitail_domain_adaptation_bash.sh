@@ -9,7 +9,8 @@
 #   SMOKE=1 bash scripts/scitail_domain_adaptation_bash.sh   # on the samples in tests/data/domain
 #
 #   CHECKPOINT  $MTDNN_CHECKPOINT  MT-DNN .pt or train.py output folder; empty: the plain encoder $MTDNN_MODEL
-#                                  (default ../shared/models/all-MiniLM-L6-v2, else sentence-transformers/all-MiniLM-L6-v2)
+#                                  (default ../shared/models/all-MiniLM-L6-v2,
+#                                  else sentence-transformers/all-MiniLM-L6-v2)
 #   DATA_DIR    $MTDNN_DATA_DIR    folder holding SciTail/tsv_format/ (default data; SMOKE: tests/data/domain)
 #   OUT         $OUT               one folder per subset inside (default checkpoints/scitail_domain_adaptation_bash)
 #   NGPU        $NGPU              processes, torchrun when above 1 (default 1)

@@ -9,8 +9,10 @@
 #   SMOKE=1 bash scripts/snli_domain_adaptation_bash.sh   # on the samples in tests/data/domain
 #
 #   CHECKPOINT  $MTDNN_CHECKPOINT  MT-DNN .pt or train.py output folder; empty: the plain encoder $MTDNN_MODEL
-#                                  (default ../shared/models/all-MiniLM-L6-v2, else sentence-transformers/all-MiniLM-L6-v2)
-#   DATA_DIR    $MTDNN_DATA_DIR    folder holding SNLI/ (GLUE layout) or snli_1.0/ (default data; SMOKE: tests/data/domain)
+#                                  (default ../shared/models/all-MiniLM-L6-v2,
+#                                  else sentence-transformers/all-MiniLM-L6-v2)
+#   DATA_DIR    $MTDNN_DATA_DIR    folder holding SNLI/ (GLUE layout) or snli_1.0/
+#                                  (default data; SMOKE: tests/data/domain)
 #   OUT         $OUT               one folder per subset inside (default checkpoints/snli_domain_adaptation_bash)
 #   NGPU        $NGPU              processes, torchrun when above 1 (default 1)
 #   $SUBSETS ("001 01 1 full"), $SEED (13, of the subsets), $MTDNN_FEATURES, $MTDNN_WORK (default data),

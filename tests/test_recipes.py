@@ -131,39 +131,37 @@ def test_run_mt_dnn_gc_fp16_accumulates_and_falls_back_on_cpu(tmp_path: Path) ->
     assert (tmp_path / "model_0.pt").is_file()
 
 
-@pytest.mark.parametrize(
-    ("script", "task", "subsets", "train_rows"),
-    [
-        # SciTail sample: 30 training rows → subsets of max(1, round(f·30)) rows; SMOKE keeps 16 of the full set.
-        (
-            "scitail_domain_adaptation_bash.sh",
-            "scitail",
-            None,
-            {"scitail_001": 1, "scitail_01": 1, "scitail_1": 3, "scitail": 16},
-        ),
-        # SNLI sample (GLUE layout): 10 labelled training rows; two of the four runs, chosen by SUBSETS.
-        ("snli_domain_adaptation_bash.sh", "snli", "1 full", {"snli_1": 1, "snli": 10}),
-    ],
-)
-def test_domain_adaptation_trains_every_subset(
-    script: str, task: str, subsets: str | None, train_rows: dict[str, int], tmp_path: Path
-) -> None:
-    env = {"SUBSETS": subsets} if subsets else {}
-    output = check_ok(run_recipe(script, "", "", str(tmp_path), **env))
-    assert "no MT-DNN checkpoint given" in output
+def test_scitail_domain_adaptation_trains_every_subset(tmp_path: Path) -> None:
+    output = check_ok(run_recipe("scitail_domain_adaptation_bash.sh", "", "", str(tmp_path)))
+    assert "no MT-DNN checkpoint given: starting from the plain encoder" in output
     assert "+ python experiments/domain_adaptation/domain_prepro.py --root_dir" in output
-    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(train_rows)
+    # The SciTail sample has 30 training rows: subsets of max(1, round(f·30)) rows; SMOKE keeps 16 of the full set.
+    check_domain_runs(output, tmp_path, "scitail", {"scitail_001": 1, "scitail_01": 1, "scitail_1": 3, "scitail": 16})
+
+
+def test_snli_domain_adaptation_from_the_mt_dnn_checkpoint(mt_dnn_run: tuple[Path, str], tmp_path: Path) -> None:
+    mt_out, _ = mt_dnn_run
+    output = check_ok(run_recipe("snli_domain_adaptation_bash.sh", str(mt_out), "", str(tmp_path), SUBSETS="1 full"))
+    assert f"starting from the MT-DNN checkpoint {mt_out / 'model_0.pt'}" in output
+    # The SNLI sample (GLUE layout) has 10 labelled training rows; SUBSETS picks two of the four runs.
+    check_domain_runs(output, tmp_path, "snli", {"snli_1": 1, "snli": 10})
+    # A new snli head on the MT-DNN encoder.
+    assert "start fresh: snli" in (tmp_path / "snli" / "mt-dnn-train.log").read_text()
+
+
+def check_domain_runs(output: str, out: Path, task: str, train_rows: dict[str, int]) -> None:
+    """One output folder per training subset, each with its example count printed, a dev score and a checkpoint."""
+    assert sorted(path.name for path in out.iterdir()) == sorted(train_rows)
     for dataset, rows in train_rows.items():
         assert f"== {dataset}: {rows} training examples" in output
-        assert set(dev_metrics(tmp_path / dataset, task)) == {"ACC"}
-        assert checkpoint_tasks(tmp_path / dataset / "model_0.pt") == [task]
+        assert set(dev_metrics(out / dataset, task)) == {"ACC"}
+        assert checkpoint_tasks(out / dataset / "model_0.pt") == [task]
 
 
 def test_dry_run_prints_torchrun_and_extra_flags_and_writes_nothing(tmp_path: Path) -> None:
     work = tmp_path / "work"
-    result = run_recipe(
-        "run_rte.sh", "", str(GLUE), str(tmp_path / "out"), "2", "--seed", "7", SMOKE="0", DRY_RUN="1", MTDNN_WORK=str(work)
-    )
+    args = ("", str(GLUE), str(tmp_path / "out"), "2", "--seed", "7")
+    result = run_recipe("run_rte.sh", *args, SMOKE="0", DRY_RUN="1", MTDNN_WORK=str(work))
     output = check_ok(result)
     assert f"+ python experiments/glue/glue_prepro.py --root_dir {work} --tasks rte" in output
     assert f"+ python prepro_std.py --model {MINILM}" in output
