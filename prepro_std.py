@@ -21,7 +21,10 @@ type ids (RoBERTa). Sequence labelling tokenizes each word alone: its first sub-
 word's tag, later ones get ``X``, the special tokens ``CLS``/``SEP``; a word with no sub-tokens
 is dropped with its tag; truncation counts sub-tokens. With --do_padding every list is padded
 to --max_seq_len (not for sequence labelling: tag lists have no pad id; the batcher pads them).
---workers N tokenizes chunks in N processes; the output is byte-identical to --workers 1.
+--workers N tokenizes chunks of 2000 rows in N processes (each runs the Rust tokenizer on one
+thread) while this process reads and checks the next rows and writes the results in order; the
+output is byte-identical to --workers 1. With --workers 1 everything runs here, and the Rust
+tokenizer may spread each batch over its own threads (``TOKENIZERS_PARALLELISM``, on by default).
 """
 from __future__ import annotations
 
@@ -79,7 +82,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--do_lower_case", action="store_true", help="lowercase texts (tokenizers without their own setting)")
     parser.add_argument("--do_lower", action="store_true", help="upstream's spelling of --do_lower_case")
     parser.add_argument("--do_padding", action="store_true", help="pad every list to --max_seq_len")
-    parser.add_argument("--workers", type=int, default=1, help="tokenizer processes")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="tokenizer processes (default 1: tokenize in this process)"
+    )
     parser.add_argument("--transformer_cache", default=".cache", help="cache folder for downloaded tokenizers")
     picks = parser.add_mutually_exclusive_group()
     picks.add_argument("--tasks", type=_comma_list, help="only these tasks' files, e.g. rte,mnli")

@@ -8,11 +8,15 @@ running count, label = last column, sentence = column 0, as glue_prepro writes i
 each path end to end, reading the TSV and writing JSON lines: prepro_std with each --workers
 value (the pool's start included), and the naive path (``tok(text)`` per example, one
 ``json.dumps`` per line). All outputs must be byte-identical; the run fails otherwise.
+With --repeats R the paths take turns R times (so that a change in the machine's load hits
+them alike) and each keeps its fastest wall-clock; the CPU seconds beside it (this process
+and its worker processes, Rust threads included) tell a busy machine from a slow path.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
 import tempfile
 import time
@@ -67,14 +71,18 @@ def fast(encoder, task_def, in_path: Path, out_path: Path, workers: int) -> None
         writer.write(in_path, out_path, task_def)
 
 
-def best_time(run, repeats: int) -> float:
-    """The fastest of ``repeats`` wall-clock timings of ``run()``."""
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return min(times)
+def cpu_seconds() -> float:
+    """CPU time so far of this process and of its finished child processes (user + system)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def timed(run) -> tuple[float, float]:
+    """``(wall-clock seconds, CPU seconds)`` of one ``run()``."""
+    cpu, started = cpu_seconds(), time.perf_counter()
+    run()
+    return time.perf_counter() - started, cpu_seconds() - cpu
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -82,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=None, help="only the first N rows of SST-2 train")
     parser.add_argument("--workers", default="1,2", help="comma-separated --workers values to time")
-    parser.add_argument("--repeats", type=int, default=1, help="time each path this many times, keep the best")
+    parser.add_argument("--repeats", type=int, default=1, help="time each path this many times in turn, keep the best")
     parser.add_argument("--max_seq_len", type=int, default=512)
     parser.add_argument("--glue_dir", type=Path, default=GLUE_DIR)
     parser.add_argument("--model", default=str(MODEL))
@@ -97,24 +105,24 @@ def main(argv: list[str] | None = None) -> None:
         canonical = folder / "sst_train.tsv"
         n_rows = build_canonical(args.glue_dir, canonical, args.rows)
         outputs = {"naive": folder / "naive.json"}
-        timings = {
-            "naive": best_time(lambda: naive(tokenizer, canonical, outputs["naive"], args.max_seq_len), args.repeats)
-        }
+        runs = {"naive": lambda: naive(tokenizer, canonical, outputs["naive"], args.max_seq_len)}
         for count in workers:
             name = f"prepro_std --workers {count}"
             outputs[name] = folder / f"workers{count}.json"
-            timings[name] = best_time(
-                lambda c=count, n=name: fast(encoder, task_def, canonical, outputs[n], c), args.repeats
-            )
+            runs[name] = lambda c=count, n=name: fast(encoder, task_def, canonical, outputs[n], c)
+        timings = {name: (float("inf"), 0.0) for name in runs}
+        for _ in range(args.repeats):
+            for name, run in runs.items():
+                timings[name] = min(timings[name], timed(run))
         reference = outputs["naive"].read_bytes()
         mismatched = [name for name, path in outputs.items() if path.read_bytes() != reference]
         if mismatched:
             raise SystemExit(f"outputs differ from the naive loop's: {mismatched}")
 
     print(f"SST-2 train, {n_rows} rows, max_seq_len {args.max_seq_len}, best of {args.repeats}; outputs byte-identical")
-    for name, seconds in timings.items():
-        ratio = timings["naive"] / seconds
-        print(f"{name:24s} {seconds:8.2f} s  {n_rows / seconds:10,.0f} rows/s  {ratio:5.2f}x naive")
+    for name, (seconds, cpu) in timings.items():
+        ratio = timings["naive"][0] / seconds
+        print(f"{name:24s} {seconds:8.2f} s  {n_rows / seconds:10,.0f} rows/s  {ratio:5.2f}x naive  (CPU {cpu:6.2f} s)")
 
 
 if __name__ == "__main__":

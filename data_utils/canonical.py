@@ -26,7 +26,7 @@ from data_utils.file_io import iter_lines
 from data_utils.formats import CanonicalRow, get_data_format
 from data_utils.task_def import TaskDef
 
-__all__ = ["CanonicalRow", "canonical_fields", "encode_row_label", "read_canonical"]
+__all__ = ["CanonicalRow", "canonical_fields", "encode_row_label", "iter_canonical", "read_canonical"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,15 +54,18 @@ def canonical_fields(path: str | Path) -> Iterator[tuple[int, list[str]]]:
         yield line_no, line.split("\t")
 
 
-def read_canonical(path: str | Path, task_def: TaskDef) -> list[CanonicalRow]:
-    """Read a whole canonical TSV of ``task_def``'s format; labels are checked against the task."""
+def iter_canonical(path: str | Path, task_def: TaskDef) -> Iterator[CanonicalRow]:
+    """The rows of a canonical TSV of ``task_def``'s format as they are read, each checked (see ``read_canonical``).
+
+    The file-level checks (no rows at all; the warning about empty texts) run once the last row is read.
+    """
     path = Path(path)
     data_format = get_data_format(task_def.data_format)
     if not data_format.reads_canonical:
         raise MTDNNInputError(
             f"task {task_def.name}: data format {task_def.data_format.name} has no canonical TSV reader", path
         )
-    rows = []
+    count = 0
     blanks: list[tuple[int, str]] = []
     for line_no, fields in canonical_fields(path):
         row = data_format.parse_row(fields, line_no, task_def, path)
@@ -70,11 +73,16 @@ def read_canonical(path: str | Path, task_def: TaskDef) -> list[CanonicalRow]:
         blank = data_format.blank_text(row)
         if blank is not None:
             blanks.append((line_no, blank))
-        rows.append(row)
-    if not rows:
+        count += 1
+        yield row
+    if not count:
         raise MTDNNInputError("no rows: the file is empty", path)
     if blanks:
         line_no, blank = blanks[0]
         logger.warning("%s:%d: %s is empty; %d row(s) of this file have an empty text, kept as they are",
                        path, line_no, blank, len(blanks))
-    return rows
+
+
+def read_canonical(path: str | Path, task_def: TaskDef) -> list[CanonicalRow]:
+    """Read a whole canonical TSV of ``task_def``'s format; labels are checked against the task."""
+    return list(iter_canonical(path, task_def))

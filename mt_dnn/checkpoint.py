@@ -36,7 +36,7 @@ from data_utils.errors import MTDNNInputError
 from data_utils.file_io import atomic_write
 from data_utils.task_def import TaskDef, task_def_from_dict
 from mt_dnn.matcher import SANBertNetwork
-from mt_dnn.options import ModelOptions, TrainOptions, model_options_from_dict
+from mt_dnn.options import ModelOptions, TrainOptions, model_options_from_dict, rebuild_attention
 from mt_dnn.state_keys import BERT_CONFIG_KEYS, check_state_keys
 
 logger = logging.getLogger(__name__)
@@ -264,9 +264,10 @@ class RunCheckpoint:
 
 def _build_encoder(checkpoint: dict[str, Any]) -> torch.nn.Module:
     config = encoder_config_from_checkpoint(checkpoint)
-    # The same attention kernel as training (load_encoder asks for SDPA), so scores match the run's.
+    # The same attention kernel as training, so scores match the run's (flash kernels need their GPU package: SDPA).
+    kernel = rebuild_attention(((checkpoint.get("config") or {}).get("model") or {}).get("attn_implementation"))
     try:
-        return AutoModel.from_config(config, attn_implementation="sdpa")
+        return AutoModel.from_config(config, attn_implementation=kernel)
     except (ValueError, ImportError):
         return AutoModel.from_config(config)
 

@@ -80,7 +80,10 @@ def _with_checkpointing(encoder: PreTrainedModel, opts: ModelOptions) -> PreTrai
     if opts.gradient_checkpointing:
         if not encoder.supports_gradient_checkpointing:
             raise MTDNNInputError(f"--gradient_checkpointing: {type(encoder).__name__} does not support it")
-        encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(encoder, "activation_checkpointing_enable"):  # transformers 5's name
+            encoder.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return encoder
 
 

@@ -31,7 +31,7 @@ from data_utils.score_files import read_score_file
 from data_utils.task_def import TaskDef, load_task_defs, task_def_to_dict
 from mt_dnn.checkpoint import RunCheckpoint
 from mt_dnn.matcher import SANBertNetwork
-from mt_dnn.options import TrainOptions, model_options_from_dict, options_to_dict
+from mt_dnn.options import TrainOptions, model_options_from_dict, options_to_dict, rebuild_attention
 from mt_dnn.state_keys import ENCODER_PREFIX, check_state_keys
 
 MANIFEST = "mtdnn.json"
@@ -186,10 +186,10 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
     return manifest
 
 
-def _load_encoder(folder: Path) -> PreTrainedModel:
+def _load_encoder(folder: Path, kernel: str) -> PreTrainedModel:
     try:
         try:
-            return AutoModel.from_pretrained(folder, attn_implementation="sdpa")  # the kernel training used
+            return AutoModel.from_pretrained(folder, attn_implementation=kernel)  # the kernel training used
         except (ValueError, ImportError):
             return AutoModel.from_pretrained(folder)
     except OSError as err:
@@ -208,7 +208,7 @@ def load_export(folder: str | Path, device: torch.device | str = "cpu") -> RunCh
     model_opts = model_options_from_dict(manifest["model"])
     train_opts = TrainOptions(**manifest["train"])
     tokenizer = {"name": str(folder), **manifest.get("tokenizer", {})}
-    encoder = _load_encoder(folder)
+    encoder = _load_encoder(folder, rebuild_attention(model_opts.attn_implementation))
     network = SANBertNetwork(encoder, task_defs, model_opts, sep_token_id=tokenizer.get("sep_token_id"))
     heads_path = folder / HEADS_FILE
     if not heads_path.is_file():

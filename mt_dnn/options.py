@@ -119,6 +119,19 @@ def resolve_precision(precision: str, device_type: str) -> str:
     return precision
 
 
+def resolve_attention(kernel: str, device_type: str) -> str:
+    """``--attn_implementation auto`` → ``eager`` on a CPU (faster there for BERT-sized batches, bench/README.md),
+    ``sdpa`` elsewhere; other values as given."""
+    if kernel == "auto":
+        return "eager" if device_type == "cpu" else "sdpa"
+    return kernel
+
+
+def rebuild_attention(kernel: str | None) -> str:
+    """The kernel to rebuild a saved encoder with: the run's own, SDPA when that needs a GPU package (flash)."""
+    return kernel if kernel in ("eager", "sdpa") else "sdpa"
+
+
 def autocast_dtype(opts: TrainOptions) -> torch.dtype | None:
     """The autocast dtype of ``--fp16``/``--bf16``, or None for float32."""
     return torch.float16 if opts.fp16 else torch.bfloat16 if opts.bf16 else None

@@ -7,14 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_train import train_args
 from torch import nn
 
 from data_utils import task_def as task_def_module
 from data_utils.task_def import LossCriterion, TaskType, TaskTypeSpec
 from mt_dnn.tasks import TASK_HANDLERS, Decoded, DecodeOptions, HeadContext, TaskHandler, register_task_handler
 from train import main as train_main
-
-from test_train import train_args
 
 FEATURES = Path(__file__).parent / "data" / "features"
 

@@ -304,6 +304,25 @@ def test_an_error_mid_file_leaves_no_output(tmp_path, minilm, monkeypatch):
     assert calls == [50, 50] and list((tmp_path / "out").iterdir()) == []
 
 
+@needs_minilm
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_bad_label_late_in_the_file_names_its_line(tmp_path, minilm, workers):
+    lines = (DATA / "sst_dev.tsv").read_text(encoding="utf-8").splitlines(keepends=True)
+    uid, _, text = lines[149].split("\t")
+    lines[149] = f"{uid}\t7\t{text}"  # line 150: the fifth chunk of 37 rows, read while workers tokenize
+    path = tmp_path / "sst_dev.tsv"
+    path.write_text("".join(lines), encoding="utf-8")
+    out = tmp_path / "out" / "sst_dev.json"
+    out.parent.mkdir()
+    out.write_text("previous run\n", encoding="utf-8")
+    encoder = FeatureEncoder(minilm, EncodeOptions(max_seq_len=64))
+    with pytest.raises(MTDNNInputError) as caught:
+        tokenize_dataset(path, out, GLUE["sst"], encoder, workers=workers, chunk_rows=37)
+    assert str(caught.value).startswith(f"{path}:150: label column: label '7' ")
+    assert "\n" not in str(caught.value)
+    assert [p.name for p in out.parent.iterdir()] == ["sst_dev.json"] and out.read_text() == "previous run\n"
+
+
 def test_dataset_discovery(tmp_path):
     root = tmp_path / "canonical_data"
     root.mkdir()

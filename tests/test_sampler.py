@@ -235,3 +235,67 @@ def test_bad_options_are_rejected():
         MultiTaskBatchSampler(sized(5), batch_size=2, rank=2, world_size=2)
     with pytest.raises(MTDNNInputError):
         MultiTaskBatchSampler([], batch_size=2)
+
+
+def _padding(batches: list[list[tuple[int, int]]], datasets: list[FakeDataset]) -> float:
+    """Padded-token fraction of batches padded to their longest example."""
+    lengths = [d.lengths() for d in datasets]
+    real = sum(lengths[t][i] for batch in batches for t, i in batch)
+    padded = sum(len(batch) * max(lengths[t][i] for t, i in batch) for batch in batches)
+    return 1 - real / padded
+
+
+def test_group_by_length_keeps_counts_and_randomness_and_cuts_padding():
+    datasets = [FakeDataset([1 + (i * 37) % 120 for i in range(900)]), FakeDataset([5 + (i * 11) % 60 for i in range(333)])]
+    plain = MultiTaskBatchSampler(datasets, batch_size=8, seed=3)
+    grouped = MultiTaskBatchSampler(datasets, batch_size=8, seed=3, group_by_length=True)
+    assert len(grouped) == len(plain) == 113 + 42  # each task keeps its number of batches
+    epochs = [epoch(grouped, e) for e in range(2)]
+    for batches in epochs:
+        pairs = [pair for batch in batches for pair in batch]
+        assert sorted(pairs) == sorted((t, i) for t, d in enumerate(datasets) for i in range(len(d.lengths())))
+        assert Counter(batch[0][0] for batch in batches) == Counter({0: 113, 1: 42})
+    assert {tuple(b) for b in epochs[0]} != {tuple(b) for b in epochs[1]}  # regrouped every epoch
+    assert _padding(epochs[0], datasets) < 0.25 * _padding(epoch(plain, 0), datasets)
+    # Exact resume: the tail of an epoch from a state dict equals the straight run's.
+    grouped.set_epoch(1, start=40)
+    state = grouped.state_dict(batches_done=40)
+    again = MultiTaskBatchSampler(datasets, batch_size=8, seed=3, group_by_length=True)
+    again.load_state_dict(state)
+    assert list(again) == epochs[1][40:]
+
+
+def test_token_budget_batches_fit_and_the_schedule_counts_every_epoch():
+    lengths = [2 + (i * 29) % 126 for i in range(500)]
+    datasets = [FakeDataset(lengths)]
+    sampler = MultiTaskBatchSampler(datasets, batch_size=64, seed=1, max_tokens=512)
+    counts = []
+    for e in range(3):
+        batches = epoch(sampler, e)
+        counts.append(len(batches))
+        sampler.set_epoch(e)
+        assert len(sampler) == len(batches)
+        assert sorted(i for batch in batches for _, i in batch) == list(range(500))
+        for batch in batches:
+            longest = max(lengths[i] for _, i in batch)
+            assert len(batch) <= 64 and (len(batch) * longest <= 512 or len(batch) == 1)
+        # Short examples come in larger batches than long ones.
+        by_length = sorted(batches, key=lambda b: max(lengths[i] for _, i in b))
+        assert len(by_length[0]) > 2 * len(by_length[-1])
+    assert sampler.total_batches(3) == sum(counts)
+    assert MultiTaskBatchSampler(datasets, batch_size=64, seed=1).total_batches(3) == 3 * 8
+    # An example longer than the budget gets a batch of its own instead of failing.
+    lone = MultiTaskBatchSampler([FakeDataset([300, 10, 10])], batch_size=8, seed=0, max_tokens=100)
+    assert sorted(len(b) for b in epoch(lone, 0)) == [1, 2]
+    with pytest.raises(MTDNNInputError, match="max_tokens_per_batch"):
+        MultiTaskBatchSampler(datasets, batch_size=8, max_tokens=-1)
+
+
+def test_token_budget_shards_cover_each_global_batch():
+    datasets = [FakeDataset([3 + (i * 13) % 90 for i in range(200)])]
+    whole = epoch(MultiTaskBatchSampler(datasets, batch_size=32, seed=4, max_tokens=700), 0)
+    shards = [epoch(MultiTaskBatchSampler(datasets, batch_size=32, seed=4, max_tokens=700, rank=r, world_size=2), 0)
+              for r in range(2)]
+    assert len(shards[0]) == len(shards[1]) == len(whole)
+    for batch, first, second in zip(whole, *shards):
+        assert set(first + second) == set(batch)

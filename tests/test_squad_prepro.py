@@ -81,7 +81,6 @@ def test_output_layout_and_keys(built):
 
 def test_windows_and_labels_v1(built):
     rows = _read(built / "all-MiniLM-L6-v2" / "squad_train.json")
-    dev_style = _read(built / "all-MiniLM-L6-v2" / "squad_dev.json")
     questions = _questions(built / "squad" / "train.json")
     assert len(rows) == 20 and len({r["uid"] for r in rows}) == len(questions) == 9
     # Train rows carry no offsets: rebuild them with the module's own dev path and check they agree.

@@ -49,10 +49,14 @@ class _SentenceFormat(SingleSequenceFormat):
         """One token sequence per row: the premise, or the premise and hypothesis as a pair."""
         seconds = [row.texts[1] for row in rows] if len(self.columns) == 4 else None
         ids, types, masks = encoder.encode_texts([row.texts[0] for row in rows], seconds)
+        labels: dict[str, Any] = {}  # a label depends on its text alone, and a chunk repeats a few
         for row, token_id, type_id, mask in zip(rows, ids, types, masks):
+            label = labels.get(row.label)
+            if label is None:
+                label = labels[row.label] = self.row_label(row, task_def)
             feature = {
                 "uid": row.uid,
-                "label": self.row_label(row, task_def),
+                "label": label,
                 "token_id": token_id,
                 "type_id": type_id,
                 "attention_mask": mask,

@@ -1,0 +1,83 @@
+"""Performance levers of train.py: --precision, --attn_implementation, --gradient_checkpointing,
+token-budget batches, --threads — each reaches what it claims to change (speed is measured in bench/)."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from test_train import train_args
+
+import mt_dnn.options as options_module
+from data_utils.errors import MTDNNInputError
+from mt_dnn.encoder import load_encoder
+from mt_dnn.options import ModelOptions, resolve_precision
+from train import build_parser, main, options_from_args
+
+
+def parse(*flags: str):
+    return options_from_args(build_parser().parse_args(["--init_checkpoint", "x", *flags]))
+
+
+@pytest.mark.parametrize("native, expected", [(True, (False, True)), (False, (False, False))])
+def test_precision_auto_follows_the_hardware(monkeypatch, native, expected):
+    monkeypatch.setattr(options_module, "native_bf16", lambda device_type: native)
+    train_opts = parse()[3]
+    assert (train_opts.fp16, train_opts.bf16) == expected
+    assert resolve_precision("fp32", "cpu") == "fp32"
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [(("--precision", "fp32"), (False, False)), (("--bf16",), (False, True)), (("--fp16",), (True, False)),
+     (("--precision", "bf16", "--bf16"), (False, True))],
+)
+def test_explicit_precision_wins(flags, expected):
+    train_opts = parse(*flags)[3]
+    assert (train_opts.fp16, train_opts.bf16) == expected
+
+
+def test_contradicting_precision_flags_are_refused():
+    with pytest.raises(MTDNNInputError, match="--fp16 contradicts --precision bf16"):
+        parse("--fp16", "--precision", "bf16")
+
+
+def test_attention_kernel_and_checkpointing_reach_the_encoder(tiny_model_dir: Path):
+    eager = load_encoder(ModelOptions(init_checkpoint=str(tiny_model_dir), attn_implementation="eager"))
+    sdpa = load_encoder(ModelOptions(init_checkpoint=str(tiny_model_dir), gradient_checkpointing=True))
+    assert eager.config._attn_implementation == "eager" and sdpa.config._attn_implementation == "sdpa"
+    checkpointing = lambda m: getattr(m, "is_activation_checkpointing", None) or m.is_gradient_checkpointing  # noqa: E731
+    assert checkpointing(sdpa) and not checkpointing(eager)
+    ids = torch.tensor([[101, 2023, 2003, 102, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 0]])
+    sdpa.train()
+    out = sdpa(input_ids=ids, attention_mask=mask).last_hidden_state
+    out[:, :4].sum().backward()  # recomputed in the backward pass, gradients still reach the embeddings
+    assert sdpa.embeddings.word_embeddings.weight.grad.abs().sum() > 0
+    eager.eval()
+    sdpa.eval()
+    with torch.no_grad():
+        a = eager(input_ids=ids, attention_mask=mask).last_hidden_state[:, :4]
+        b = sdpa(input_ids=ids, attention_mask=mask).last_hidden_state[:, :4]
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_token_budget_run_schedules_its_real_number_of_updates(tiny_model_dir, features_dir, tmp_path):
+    out = tmp_path / "run"
+    threads = torch.get_num_threads()
+    try:
+        main(train_args(tiny_model_dir, features_dir, out, "--batch_size", "32", "--max_tokens_per_batch", "96",
+                        "--threads", "1", "--precision", "fp32"))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+    config = json.loads((out / "config.json").read_text())
+    assert config["data"]["max_tokens_per_batch"] == 96 and config["data"]["group_by_length"] is True
+    log = (out / "mt-dnn-train.log").read_text(encoding="utf-8")
+    total = int(re.search(r"(\d+) updates in all", log).group(1))
+    per_epoch = [int(n) for n in re.findall(r"INFO epoch \d+: (\d+) batches", log)]
+    # 2 tasks at --batch_size 32 would be 2 batches an epoch: the budget cut more, and the schedule counts them.
+    assert len(per_epoch) == 2 and min(per_epoch) > 2 and total == sum(per_epoch)
+    assert (out / "rte_dev_scores_epoch_1.json").is_file()
