@@ -199,7 +199,8 @@ def test_real_minilm_round_trip(features_dir, task_defs, tmp_path):
     run = load_run_checkpoint(out / "model_0.pt")
     diff = max_encoder_diff(run, AutoModel.from_pretrained(tmp_path / "export"), encoder_batch(features_dir, task_defs["rte"]))
     print(f"MiniLM: max |AutoModel(export) - checkpoint encoder| = {diff:.3g}")
-    assert diff <= 1e-6
+    # AutoModel picks SDPA; a CPU run trains and rebuilds with eager attention: same maths, other rounding.
+    assert diff <= 1e-5
     # Raw RTE text (the fixture's rows are the first 12 of train.tsv) → the run's dev probabilities.
     lines = (GLUE / "RTE" / "train.tsv").read_text(encoding="utf-8").splitlines()[1:13]
     rows = [line.split("\t") for line in lines]

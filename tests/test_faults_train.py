@@ -412,4 +412,5 @@ def test_predict_with_a_folder_as_checkpoint(tiny_model_dir, features_dir, tmp_p
     argv = ["--task", "rte", "--checkpoint", str(tiny_model_dir), "--prep_input", str(features_dir / "rte_dev.json"),
             "--score", str(tmp_path / "s.json")]
     code, error = run_main(argv, capsys, entry=predict_main)
-    assert code == 2 and "is a folder, not a checkpoint file: pass an MT-DNN model_<epoch>.pt" in error
+    # predict.py also reads export folders (scripts/export_hf.py): a model folder without its manifest is refused.
+    assert code == 2 and "not an MT-DNN export folder (no mtdnn.json" in error and "\n" not in error.strip()

@@ -290,7 +290,7 @@ def binned_batches(lengths: list[int], batch_size: int, bin_size: int, grow: flo
 def one_epoch(tiny_model_dir, features_dir, out, datasets, *flags) -> dict:
     main(train_args(tiny_model_dir, features_dir, out, "--epochs", "1", "--log_per_updates", "1", *flags, datasets=datasets))
     assert strict_json(out / f"{datasets.split(',')[0]}_dev_scores_epoch_0.json")["predictions"]
-    return load_checkpoint(out / "model_0.pt")
+    return load_checkpoint(out / "last.pt")  # the resumable state, with the sampler's
 
 
 def test_mix_opt_runs_auxiliary_batches_first(tiny_model_dir, features_dir, tmp_path):
