@@ -47,3 +47,22 @@ def test_smart_term_matches_the_reference_and_its_ascent_matters(adv_loss, task_
     assert torch.allclose(ours, expected, rtol=1e-5, atol=1e-9)
     # The step size is large enough that the sign of the step shows in the term.
     assert abs(descended.item() - expected.item()) > 1e-3 * abs(expected.item())
+
+
+def test_no_noise_and_no_step_give_no_term_and_the_term_trains_the_encoder(task_defs, make_batch, build_network):
+    cola = dataclasses.replace(task_defs["cola"], dropout_p=0.0)
+    network = build_network([cola], bert_dropout_p=0.0).eval()
+    batch = make_batch("cola", 4, task_def=cola)
+    handler, criterion = get_task_handler(cola.task_type), build_criterion(LossCriterion.SymKlCriterion)
+    logits, embedding = network(batch.input_ids, batch.token_type_ids, batch.attention_mask, 0, return_embedding=True)
+    still = SmartPerturbation(AdvOptions(adv_train=True, adv_noise_var=0.0, adv_step_size=0.0))
+    assert still.adversarial_loss(network, batch, 0, logits, embedding, handler, criterion).abs().item() < 1e-12
+    torch.manual_seed(3)
+    term = SmartPerturbation(AdvOptions(adv_train=True, adv_step_size=50.0)).adversarial_loss(
+        network, batch, 0, logits, embedding, handler, criterion
+    )
+    assert term.item() > 0
+    network.zero_grad()
+    term.backward()
+    layer = network.bert.encoder.layer[0].attention.self.query.weight
+    assert layer.grad is not None and layer.grad.abs().sum() > 0
