@@ -279,6 +279,22 @@ run_domain_adaptation() {
 }
 
 # Print the dev table of a run's last evaluated epoch (DRY_RUN: nothing ran, nothing to print).
+# One GLUE task fine-tuned from $ARG_MODEL / $MTDNN_CHECKPOINT (else the plain encoder), as upstream's
+# run_<task>.sh: Adamax, SAN task definitions, learning rate $2 unless $LEARNING_RATE; then its dev table.
+fine_tune_glue_task() {
+  local task=$1 learning_rate=$2
+  DATA=${ARG_DATA:-$(user_path "${MTDNN_GLUE_DIR:-}")}
+  DATA=${DATA:-$(default_glue_dir)}
+  resolve_init "${ARG_MODEL:-$(user_path "${MTDNN_CHECKPOINT:-}")}" "$(user_path "${MTDNN_MODEL:-$DEFAULT_ENCODER}")"
+  glue_features "$task"
+  train --init_checkpoint "$INIT" --tokenizer "$TOKENIZER" --data_dir "$FEATURES" \
+    --task_def "${TASK_DEF:-experiments/glue/glue_san_task_def.yml}" --train_datasets "$task" --test_datasets "$task" \
+    --optimizer adamax --learning_rate "${LEARNING_RATE:-$learning_rate}" --batch_size "${BATCH_SIZE:-32}" \
+    --epochs "${EPOCHS:-5}" --max_seq_len "$MAX_SEQ_LEN" --grad_clipping 0 --global_grad_clipping 1 \
+    --output_dir "$OUT"
+  dev_table "$task" "$OUT"
+}
+
 dev_table() {
   local names=$1 out=$2 file epoch last=-1
   [ "$DRY_RUN" = 1 ] && return 0

@@ -20,14 +20,4 @@ RECIPE=run_rte
 # shellcheck source=scripts/_common.sh
 source "$(dirname "$0")/_common.sh" "$@"
 
-DATA=${ARG_DATA:-$(user_path "${MTDNN_GLUE_DIR:-}")}
-DATA=${DATA:-$(default_glue_dir)}
-resolve_init "${ARG_MODEL:-$(user_path "${MTDNN_CHECKPOINT:-}")}" "$(user_path "${MTDNN_MODEL:-$DEFAULT_ENCODER}")"
-glue_features rte
-
-train --init_checkpoint "$INIT" --tokenizer "$TOKENIZER" --data_dir "$FEATURES" \
-  --task_def "${TASK_DEF:-experiments/glue/glue_san_task_def.yml}" --train_datasets rte --test_datasets rte \
-  --optimizer adamax --learning_rate "${LEARNING_RATE:-2e-5}" --batch_size "${BATCH_SIZE:-32}" \
-  --epochs "${EPOCHS:-5}" --max_seq_len "$MAX_SEQ_LEN" --grad_clipping 0 --global_grad_clipping 1 \
-  --output_dir "$OUT"
-dev_table rte "$OUT"
+fine_tune_glue_task rte 2e-5
