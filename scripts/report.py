@@ -189,6 +189,35 @@ def finetune_table(results: Results) -> list[str]:
     return _table(header, rows)
 
 
+def selection_table(results: Results) -> list[str]:
+    """The hyper-parameter selection: (a) with finetune's values against each alternative, mean over the selection seeds."""
+    plan, selection = results.plan, results.plan["selection"]
+    tasks = [t for t in selection["tasks"] if results.finetune_runs("a", t)]
+    if not selection["alternatives"] or not tasks:
+        return ["No alternatives: the fine-tuning values were not compared."]
+    seeds = [int(seed) for seed in selection["seeds"]]
+    columns = [(task, metric) for task in tasks for metric in task_metrics(plan, task)]
+
+    def row(label: str, runs: list[dict[str, Any]]) -> list[str]:
+        cells = []
+        for task, metric in columns:
+            found = [results.metrics(r["key"], task, r["epochs"] - 1) for r in runs if r["task"] == task]
+            cells.append(Summary(tuple(m[metric] for m in found if m and metric in m), len(found)).cell())
+        return [label] + cells
+
+    fin = plan["stages"]["finetune"]
+    base = [r for t in tasks for r in results.finetune_runs("a", t) if r["seed"] in seeds]
+    chosen = ", ".join(f"{name} {fin[name]}" for name in selection["alternatives"])
+    rows = [row(f"{chosen} (finetune's values: the (a) runs)", base)]
+    for name, values in selection["alternatives"].items():
+        for value in values:
+            runs = [r for r in results.plan["runs"] if r["setting"] == "select" and r["override"] == [name, value]]
+            rows.append(row(f"{name} {value}", runs))
+    header = ["fine-tuning value"] + [f"{TASK_NAMES.get(t, t)} {METRIC_NAMES.get(m, m)}" for t, m in columns]
+    return [f"Setting (a) on seeds {', '.join(map(str, seeds))}, dev, last epoch; one value changed per row.", ""] + \
+        _table(header, rows)
+
+
 def refinement_table(results: Results) -> list[str]:
     refinements = [r for r in results.plan["runs"] if r["stage"] == "refine"]
     if not refinements:
@@ -230,7 +259,8 @@ def caps_lines(plan: dict[str, Any]) -> list[str]:
 def wallclock_table(results: Results) -> list[str]:
     groups: dict[str, list[dict[str, Any]]] = {}
     for run in results.plan["runs"]:
-        label = f"refinement ({run['setting']})" if run["stage"] == "refine" else f"fine-tuning {SETTINGS[run['setting']]}"
+        label = (f"refinement ({run['setting']})" if run["stage"] == "refine" else
+                 f"fine-tuning {SETTINGS.get(run['setting'], 'selection on (a)')}")
         groups.setdefault(label, []).append(run)
     rows = []
     for label, runs in groups.items():
@@ -275,7 +305,7 @@ def settings_lines(plan: dict[str, Any]) -> list[str]:
         f"- Fine-tuning (stage 2): `{fin['task_def']}`, {fin['epochs']} epoch(s), batch {fin['batch_size']}, "
         f"lr {fin['learning_rate']}, {fin['optimizer']}, seeds {', '.join(map(str, seeds))}; setting c adds SMART "
         f"({', '.join(f'{k} {v}' for k, v in (fin['adv_args'] or {}).items())}).",
-        f"- Hyper-parameter selection: {plan['selection']}",
+        f"- Hyper-parameter selection (below): {plan['selection']['outcome']}",
     ]
 
 
@@ -302,6 +332,10 @@ def build_page(results: Results, plots: list[str], plot_note: str | None) -> str
         "class), computed from the dev files the runs were scored on." + capped_note(results)
         + (" Not planned: on a CPU, settings c and d run on RTE and MRPC only." if plan["device"] == "cpu"
            and any("not planned" in line for line in finetune_table(results)) else ""),
+        "",
+        "## Hyper-parameter selection on (a)",
+        "",
+        *selection_table(results),
         "",
         "## Refinement (stage 1) on the dev sets, before fine-tuning",
         "",
@@ -341,8 +375,8 @@ def make_plots(results: Results, img_dir: Path, link_base: Path) -> tuple[list[s
     links = []
     for task in finetune_tasks(results):
         metrics = task_metrics(results.plan, task)
-        if not any(results.summary(setting, task, metrics[0]).n for setting in {r["setting"] for r in
-                   results.plan["runs"] if r["stage"] == "finetune" and r["task"] == task}):
+        if not any(results.summary(setting, task, metrics[0]).n for setting in SETTINGS
+                   if results.finetune_runs(setting, task)):
             continue  # no finished run of this task yet
         links.append(_bars(plt, results, task, metrics, img_dir / f"finetune_{task}.png"))
         links.append(_epochs(plt, results, task, metrics, img_dir / f"dev_per_epoch_{task}.png"))

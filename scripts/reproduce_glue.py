@@ -8,6 +8,9 @@
 Stage 1, refinement: one multi-task run on every GLUE task present (SAN heads on the pair tasks;
 QNLI's dev set as an extra training task when QNLI has no training set), once with proportional
 sampling (setting 'proportional') and once with temperature sampling ('temperature').
+Selection: the fine-tuning values are chosen on (a): each of selection.alternatives in the YAML runs as
+(a) with that one value changed (setting 'select', on the selection's tasks and seeds); the report
+compares them with (a), and the chosen values stay in finetune: for (a)-(d).
 Stage 2, fine-tuning per task and seed: (a) from the plain encoder, (b) from the proportional
 refinement, (c) as (b) with SMART (--adv_train), (d) from the temperature refinement; a and b on
 RTE, MRPC and STS-B, c and d on RTE and MRPC on a CPU (on all three with a GPU).
@@ -48,6 +51,8 @@ from data_utils.file_io import atomic_write  # noqa: E402
 DEFAULT_CONFIG = Path(__file__).with_name("reproduce_glue.yml")
 REFINE_SETTINGS = ("proportional", "temperature")
 FINETUNE_SETTINGS = ("a", "b", "c", "d")
+SELECT_SETTING = "select"  # (a) with one fine-tuning value changed: the hyper-parameter selection
+SELECTABLE = ("epochs", "batch_size", "learning_rate", "optimizer")  # fine-tuning values the selection may vary
 SOURCE_REFINEMENT = {"b": "proportional", "c": "proportional", "d": "temperature"}
 GLUE_FOLDERS = {
     "cola": "CoLA", "sst": "SST-2", "mrpc": "MRPC", "stsb": "STS-B", "rte": "RTE",
@@ -130,10 +135,20 @@ class Setup:
     def seeds(self) -> list[int]:
         return [int(seed) for seed in (self.config["smoke"]["seeds"] if self.smoke else self.config["finetune"]["seeds"])]
 
+    def selection_points(self) -> list[tuple[str, Any, int, str]]:
+        """(key, value, seed, task) of every selection run: (a) with one fine-tuning value changed; none in --smoke."""
+        sel = self.config["selection"]
+        if self.smoke:
+            return []
+        return [(name, value, int(seed), task) for name, values in (sel["alternatives"] or {}).items()
+                for value in values for seed in sel["seeds"] for task in sel["tasks"]
+                if task in self.finetune_tasks("a")]
+
 
 REQUIRED = {
     "": ("model", "glue_dir", "work_dir", "max_seq_len", "sample_seed", "batch_size_eval", "keep_checkpoints",
          "refinement", "finetune", "selection", "speed", "smoke"),
+    "selection": ("alternatives", "tasks", "seeds", "outcome"),
     "refinement": ("task_def", "tasks", "dev_as_train", "cpu_row_cap", "epochs", "batch_size", "learning_rate",
                    "optimizer", "seed", "sampling_temperature", "extra_args"),
     "finetune": ("task_def", "tasks", "cpu_tasks_cd", "seeds", "epochs", "batch_size", "learning_rate", "optimizer",
@@ -160,6 +175,11 @@ def load_config(path: Path) -> dict[str, Any]:
         missing = [key for key in keys if key not in block]
         if missing:
             raise MTDNNInputError(f"missing key(s) {', '.join(missing)} in {section or 'the top level'}", path)
+    alternatives = config["selection"]["alternatives"] or {}
+    if not isinstance(alternatives, dict) or not all(
+            key in SELECTABLE and isinstance(values, list) for key, values in alternatives.items()):
+        raise MTDNNInputError(f"selection.alternatives must map fine-tuning keys ({', '.join(SELECTABLE)}) "
+                              "to lists of values", path)
     if config["keep_checkpoints"] not in ("last", "all"):
         raise MTDNNInputError(f"keep_checkpoints must be 'last' or 'all', got {config['keep_checkpoints']!r}", path)
     return config
@@ -283,11 +303,14 @@ class Run:
     test_datasets: tuple[str, ...]
     epochs: int
     depends_on: str | None = None  # key of the refinement it starts from
+    override: tuple[str, Any] | None = None  # a selection run: (fine-tuning key, the value tried instead)
 
     @property
     def key(self) -> str:
         if self.stage == "refine":
             return f"refine/{self.setting}"
+        if self.override:
+            return f"finetune/{self.setting}/{self.override[0]}_{self.override[1]}/{self.task}/seed{self.seed}"
         return f"finetune/{self.setting}/{self.task}/seed{self.seed}"
 
     @property
@@ -318,6 +341,9 @@ def build_plan(s: Setup, tasks: list[str]) -> list[Run]:
     tests = tuple(name for task in tasks for name in dev_datasets(s, task))
     seed = int(s.config["refinement"]["seed"])
     plan = [Run("refine", setting, "all", seed, tuple(tasks), tests, refine_epochs) for setting in REFINE_SETTINGS]
+    for name, value, seed, task in s.selection_points():
+        epochs = int(value) if name == "epochs" else finetune_epochs
+        plan.append(Run("finetune", SELECT_SETTING, task, seed, (task,), (task,), epochs, override=(name, value)))
     for seed in s.seeds():
         for task in s.finetune_tasks("a"):
             for setting in FINETUNE_SETTINGS:
@@ -343,7 +369,9 @@ def select(plan: list[Run], only: list[str] | None, tasks: list[str] | None, see
 def train_args(run: Run, s: Setup) -> list[str]:
     """The train.py flags of a run (without --resume)."""
     stage = "refinement" if run.stage == "refine" else "finetune"
-    cfg = s.config[stage]
+    cfg = dict(s.config[stage])
+    if run.override:
+        cfg[run.override[0]] = run.override[1]
     init = s.model_arg()
     if run.depends_on:
         init = str(s.work_dir / "runs" / run.depends_on / f"model_{int(s.stage('refinement', 'epochs')) - 1}.pt")
@@ -351,7 +379,8 @@ def train_args(run: Run, s: Setup) -> list[str]:
         "--init_checkpoint", init, "--tokenizer", s.model_arg(), "--data_dir", str(s.features_dir),
         "--task_def", str(REPO / cfg["task_def"]), "--train_datasets", ",".join(run.train_datasets),
         "--test_datasets", ",".join(run.test_datasets), "--max_seq_len", str(s.max_seq_len),
-        "--batch_size", str(s.stage(stage, "batch_size")), "--batch_size_eval", str(s.config["batch_size_eval"]),
+        "--batch_size", str(cfg["batch_size"] if run.override else s.stage(stage, "batch_size")),
+        "--batch_size_eval", str(s.config["batch_size_eval"]),
         "--optimizer", str(cfg["optimizer"]), "--learning_rate", str(cfg["learning_rate"]),
         "--epochs", str(run.epochs), "--seed", str(run.seed), "--output_dir", str(run.output_dir(s)),
         "--log_per_updates", str(LOG_PER_UPDATES), "--dataloader_num_workers", "0" if s.device == "cpu" else "2",
@@ -434,7 +463,8 @@ def print_plan(runs: list[Run], s: Setup, rows: dict[str, dict[str, int]], tasks
         print("GPU found: no row caps; settings c and d on every fine-tuning task")
     print(f"refinement tasks: {', '.join(tasks)}; capped training sets (rows used/available): {caps}")
     measured = measured_speeds(s)
-    print(f"{'#':>3}  {'run':<34} {'status':<7} {'examples':>9} {'ex/s':>6} {'estimate':>9}  from")
+    width = max([34] + [len(run.key) for run in runs])
+    print(f"{'#':>3}  {'run':<{width}} {'status':<7} {'examples':>9} {'ex/s':>6} {'estimate':>9}  from")
     left = 0.0
     for number, run in enumerate(runs, start=1):
         status = run_status(run, s)
@@ -442,7 +472,7 @@ def print_plan(runs: list[Run], s: Setup, rows: dict[str, dict[str, int]], tasks
         rate, source = speed_of(run, s, measured)
         seconds = 0.0 if status == "done" else examples / rate
         left += seconds
-        print(f"{number:>3}  {run.key:<34} {status:<7} {examples:>9} {rate:>6.1f} {format_duration(seconds):>9}  "
+        print(f"{number:>3}  {run.key:<{width}} {status:<7} {examples:>9} {rate:>6.1f} {format_duration(seconds):>9}  "
               f"{source if status != 'done' else ''}")
     print(f"estimated time left: {format_duration(left)} ({sum(run_status(r, s) != 'done' for r in runs)} of "
           f"{len(runs)} runs to do)", flush=True)
@@ -595,7 +625,8 @@ def write_plan_file(s: Setup, plan: list[Run], tasks: list[str], rows: dict[str,
         "rows": rows, "data_dir": str(s.data_dir.relative_to(s.work_dir)), "selection": s.config["selection"],
         "finetune_task_def": str(s.config["finetune"]["task_def"]), "stages": stages,
         "runs": [{"key": r.key, "stage": r.stage, "setting": r.setting, "task": r.task, "seed": r.seed,
-                  "epochs": r.epochs, "test_datasets": list(r.test_datasets), "depends_on": r.depends_on} for r in plan],
+                  "epochs": r.epochs, "test_datasets": list(r.test_datasets), "depends_on": r.depends_on,
+                  "override": list(r.override) if r.override else None} for r in plan],
     }
     with atomic_write(path) as handle:
         json.dump(payload, handle, indent=2, default=str)
@@ -613,8 +644,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work_dir", default=None,
                    help="data, runs and plan.json (default: the YAML's work_dir; with --smoke, that name + '_smoke')")
     p.add_argument("--dry_run", action="store_true", help="print the plan and its estimated time, run nothing (default: off)")
-    p.add_argument("--only", default=None, help="settings to run: a,b,c,d,proportional,temperature (default: all); "
-                   "the refinements a chosen setting starts from are run too")
+    p.add_argument("--only", default=None, help="settings to run: select,a,b,c,d,proportional,temperature "
+                   "(default: all); the refinements a chosen setting starts from are run too")
     p.add_argument("--tasks", default=None, help="fine-tuning tasks to run, e.g. rte,mrpc (default: all of the plan)")
     p.add_argument("--seeds", default=None, help="fine-tuning seeds to run, e.g. 2018 (default: all of the plan)")
     p.add_argument("--smoke", action="store_true",
@@ -664,13 +695,14 @@ def main(argv: list[str] | None = None) -> int:
         raise MTDNNInputError("no GLUE task of the plan has a training file here", s.path("glue_dir"))
     plan = build_plan(s, tasks)
     only, sel_tasks = _csv(args.only), _csv(args.tasks)
-    check_selection(only, list(REFINE_SETTINGS + FINETUNE_SETTINGS), "--only")
+    check_selection(only, [*REFINE_SETTINGS, *FINETUNE_SETTINGS, SELECT_SETTING], "--only")
     check_selection(sel_tasks, sorted({run.task for run in plan if run.stage == "finetune"}), "--tasks")
     try:
         seeds = [int(seed) for seed in _csv(args.seeds) or []] or None
     except ValueError:
         raise MTDNNInputError(f"--seeds: expected comma-separated integers, got {args.seeds!r}") from None
-    check_selection([str(x) for x in seeds or []], [str(x) for x in s.seeds()], "--seeds")
+    check_selection([str(x) for x in seeds or []], sorted({str(r.seed) for r in plan if r.stage == "finetune"}),
+                    "--seeds")
     runs = select(plan, only, sel_tasks, seeds)
     rows = training_rows(s, tasks)
     print_plan(runs, s, rows, tasks)

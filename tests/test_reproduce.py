@@ -60,6 +60,8 @@ def test_dry_run_lists_the_runs_in_dependency_order(tmp_path, fake_glue, capsys)
     assert driver.main(["--dry_run", "--config", str(config), "--work_dir", str(tmp_path / "w"), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     expected = ["refine/proportional", "refine/temperature"]
+    expected += [f"finetune/select/learning_rate_{lr}/{task}/seed2018" for lr in ("5e-05", "0.0001")
+                 for task in ("rte", "mrpc")]
     for seed in (2018, 2019, 2020):
         for task in ("rte", "mrpc", "stsb"):
             expected += [f"finetune/{s}/{task}/seed{seed}" for s in ("a", "b", "c", "d") if task != "stsb" or s in "ab"]
@@ -83,6 +85,9 @@ def test_selection_adds_dependencies_and_gpu_plan_has_no_caps(tmp_path, fake_glu
     out = capsys.readouterr().out
     assert _plan_keys(out) == ["refine/proportional", "finetune/c/stsb/seed2020"]
     assert "GPU found" in out and "capped training sets (rows used/available): none" in out
+    driver.main(base + ["--device", "cpu", "--only", "select", "--tasks", "mrpc"])
+    assert _plan_keys(capsys.readouterr().out) == ["finetune/select/learning_rate_5e-05/mrpc/seed2018",
+                                                    "finetune/select/learning_rate_0.0001/mrpc/seed2018"]
     with pytest.raises(driver.MTDNNInputError, match="--only: unknown e"):
         driver.main(base + ["--only", "e"])
     with pytest.raises(driver.MTDNNInputError, match="--seeds: unknown 7"):
@@ -171,6 +176,22 @@ def test_done_marker_only_with_score_files_and_resume_from_last_pt(tmp_path, fak
         driver.run_status(run, other)
 
 
+def test_selection_runs_are_a_with_one_value_changed(tmp_path, fake_glue):
+    s = _setup(tmp_path, _config(tmp_path, fake_glue, selection__alternatives={"learning_rate": [1e-4],
+                                                                               "optimizer": ["adamw"]}))
+    plan = {r.key: r for r in driver.build_plan(s, ["rte", "mrpc"])}
+    base = driver.train_args(plan["finetune/a/rte/seed2018"], s)
+    for key, flag, value in (("learning_rate_0.0001", "--learning_rate", "0.0001"), ("optimizer_adamw", "--optimizer",
+                                                                                     "adamw")):
+        run = plan[f"finetune/select/{key}/rte/seed2018"]
+        args = driver.train_args(run, s)
+        assert run.depends_on is None and args[args.index(flag) + 1] == value
+        changed = [i for i, (x, y) in enumerate(zip(base, args)) if x != y]
+        assert [args[i - 1] for i in changed] == [flag, "--output_dir"]  # nothing else differs from (a)
+    with pytest.raises(driver.MTDNNInputError, match="selection.alternatives must map fine-tuning keys"):
+        driver.load_config(_config(tmp_path, fake_glue, selection__alternatives={"seeds": [1]}))
+
+
 # ----------------------------------------------------------------------------- report on fabricated runs
 def _fabricate(work: Path, key: str, dataset: str, per_epoch: list[dict[str, float]], done: bool = True,
                wall_s: float | None = None) -> None:
@@ -189,15 +210,19 @@ def _fabricated_work(tmp_path: Path) -> Path:
     runs = [{"key": f"refine/{s}", "stage": "refine", "setting": s, "task": "all", "seed": 2018, "epochs": 2,
              "test_datasets": ["rte", "mrpc"], "depends_on": None} for s in ("proportional", "temperature")]
     runs += [{"key": f"finetune/{s}/{t}/seed{seed}", "stage": "finetune", "setting": s, "task": t, "seed": seed,
-              "epochs": 2, "test_datasets": [t], "depends_on": None}
+              "epochs": 2, "test_datasets": [t], "depends_on": None, "override": None}
              for seed in (2018, 2019, 2020) for t in ("rte", "mrpc") for s in ("a", "b", "c", "d")]
+    runs += [{"key": f"finetune/select/learning_rate_0.0001/{t}/seed2018", "stage": "finetune", "setting": "select",
+              "task": t, "seed": 2018, "epochs": 2, "test_datasets": [t], "depends_on": None,
+              "override": ["learning_rate", 1e-4]} for t in ("rte", "mrpc")]
     stage = {"task_def": "experiments/glue/glue_san_task_def.yml", "epochs": 2, "batch_size": 16, "learning_rate": 3e-5,
              "optimizer": "adamax", "seed": 2018, "sampling_temperature": 2.0, "dev_as_train": ["qnli"], "adv_args": {}}
     plan = {"device": "cpu", "variant": "cap5000", "smoke": False, "threads": 2, "model": "m", "max_seq_len": 128,
             "row_cap": 5000, "dev_cap": None, "refine_tasks": ["rte", "mrpc", "stsb"], "data_dir": "data/cap5000",
             "rows": {"rte": {"rows": 2490, "full": 2490}, "mrpc": {"rows": 3668, "full": 3668},
                      "stsb": {"rows": 5000, "full": 5749}},
-            "selection": "not run", "finetune_task_def": "experiments/glue/glue_san_task_def.yml",
+            "selection": {"alternatives": {"learning_rate": [1e-4]}, "tasks": ["rte", "mrpc"], "seeds": [2018],
+                          "outcome": "kept 3e-05"}, "finetune_task_def": "experiments/glue/glue_san_task_def.yml",
             "stages": {"refinement": stage, "finetune": stage}, "runs": runs}
     work.mkdir()
     (work / "plan.json").write_text(json.dumps(plan))
@@ -215,6 +240,7 @@ def _fabricated_work(tmp_path: Path) -> Path:
     _fabricate(work, "finetune/b/rte/seed2020", "rte", [{"ACC": 99.0}, {"ACC": 99.0}], done=False)  # not finished
     _fabricate(work, "finetune/a/mrpc/seed2019", "mrpc", [{"ACC": 79.0, "F1": 84.0}, {"ACC": 80.0, "F1": 85.0}])
     _fabricate(work, "refine/proportional", "rte", [{"ACC": 55.0}, {"ACC": 58.5}])
+    _fabricate(work, "finetune/select/learning_rate_0.0001/rte/seed2018", "rte", [{"ACC": 50.0}, {"ACC": 57.0}])
     return work
 
 
@@ -236,6 +262,10 @@ def test_report_renders_partial_results(tmp_path):
     assert "STS-B (capped) | 5,000 | 5,749" in page
     # Refinement table: proportional finished (58.50 at the last epoch), temperature missing.
     assert "| RTE | acc | 58.50 | — |" in page
+    # Selection on seed 2018: (a) RTE 60 against lr 1e-4's 57; MRPC seed 2018 has finished for neither.
+    assert "| learning_rate 3e-05 (finetune's values: the (a) runs) | 60.00 (n=1) | — (0 of 1) | — (0 of 1) |" in page
+    assert "| learning_rate 0.0001 | 57.00 (n=1) | — (0 of 1) | — (0 of 1) |" in page
+    assert "Hyper-parameter selection (below): kept 3e-05" in page
     # Wall-clock of (a): 4 of 6 runs done, 3 timed: 100 + 100*2019/2018 + 100*2020/2018 s = 300.15 s = 5m00s,
     # 1m40s per timed run; examples/s 300/100, 300/100.05, 300/100.10: median 2.997.
     assert "| fine-tuning (a) encoder → fine-tune | 4 of 6 | 5m00s | 1m40s | 3.0 |" in page
