@@ -67,6 +67,7 @@ from mt_dnn.run_setup import (
     open_tensorboard,
     preflight,
     prepare_output_dir,
+    probe_memory,
     run_task_defs,
     set_seed,
 )
@@ -99,6 +100,7 @@ class TrainingRun:
     special_ids: list[int]
     tensorboard: Any = None
     history: RunHistory = field(default_factory=RunHistory)
+    memory_probed: bool = False  # each task's largest batch has run once (after this process's first update)
 
 
 def setup(
@@ -234,6 +236,9 @@ def train_one_epoch(t: TrainingRun, epoch: int, start_position: int) -> None:
             t.history.add_loss(loss)
         if not t.model.stepped:
             continue
+        if not t.memory_probed:  # now that the optimizer state exists: the memory peak, and any OOM, at update 1
+            probe_memory(t.model, t.sampler, t.train_loader.dataset.datasets, t.train_loader.collate_fn)
+            t.memory_probed = True
         updates = t.model.updates
         if clock.due(updates):
             done, left = position - start_position, batches - position

@@ -103,21 +103,8 @@ class MTDNNModel:
         ``self.stepped`` says whether the optimizer stepped.
         """
         self.stepped = False
-        self.network.train()
         batch = batch.to(self.device)
-        task_id = self.task_ids[batch.task_def.name]
-        handler = self.handlers[task_id]
-        with autocast_context(self.device, self.amp_dtype):
-            logits, embedding = self.forward_network(
-                batch.input_ids, batch.token_type_ids, batch.attention_mask, task_id, return_embedding=True
-            )
-            loss = self._task_loss(logits, batch, task_id)
-            if self.smart is not None:
-                adv_term = self.smart.adversarial_loss(
-                    self.forward_network, batch, task_id, logits, embedding, handler, self.adv_criteria[task_id]
-                )
-                if adv_term is not None:
-                    loss = loss + adv_term
+        loss = self._training_loss(batch)
         if not all_finite(loss, self.dist):
             return self._skip_non_finite(batch)
         self.bad_steps = 0
@@ -126,6 +113,35 @@ class MTDNNModel:
         if self.micro_steps % self.opts.grad_accumulation_step == 0:
             self._optimizer_step()
         return loss.item()
+
+    def _training_loss(self, batch: Batch) -> torch.Tensor:
+        """The loss an update backpropagates: the task's loss (and KD term), plus SMART's term under ``--adv_train``."""
+        self.network.train()
+        task_id = self.task_ids[batch.task_def.name]
+        with autocast_context(self.device, self.amp_dtype):
+            logits, embedding = self.forward_network(
+                batch.input_ids, batch.token_type_ids, batch.attention_mask, task_id, return_embedding=True
+            )
+            loss = self._task_loss(logits, batch, task_id)
+            if self.smart is not None:
+                adv_term = self.smart.adversarial_loss(
+                    self.forward_network, batch, task_id, logits, embedding, self.handlers[task_id],
+                    self.adv_criteria[task_id],
+                )
+                if adv_term is not None:
+                    loss = loss + adv_term
+        return loss
+
+    def probe_memory(self, batch: Batch) -> None:
+        """Forward and backward one batch as an update does, then drop its gradients: nothing is stepped
+        and the RNG states are untouched. Call it between updates (no gradients pending)."""
+        if self.micro_steps:
+            raise RuntimeError("probe_memory between micro-steps would mix its gradients into the pending update")
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            loss = self._training_loss(batch.to(self.device))
+            self.scaler.scale(loss.float()).backward()
+        self.optimizer.zero_grad(set_to_none=True)
 
     def _task_loss(self, logits: torch.Tensor, batch: Batch, task_id: int) -> torch.Tensor:
         """The task's loss of a batch, plus the KD term under ``--mkd_opt`` when the batch carries soft labels."""

@@ -29,6 +29,7 @@ from mt_dnn.encoder import EncoderLimits
 from mt_dnn.inference import EvalSettings, predict_logits
 from mt_dnn.model import MTDNNModel
 from mt_dnn.options import DataOptions, TrainOptions
+from mt_dnn.sampler import MultiTaskBatchSampler
 from mt_dnn.tasks import get_task_handler
 from mt_dnn.train_args import RunOptions
 
@@ -227,6 +228,25 @@ def preflight(
             batch = _first_batch(dataset, eval_collate, data.batch_size_eval)
             logits = predict_logits(model.network, batch, model.network.task_id(dataset.task_def.name), settings)
             get_task_handler(dataset.task_def.task_type).decode(logits.cpu(), batch, settings.decode)
+
+
+def probe_memory(
+    model: MTDNNModel, sampler: MultiTaskBatchSampler, train_sets: list[TaskDataset], collate: Callable[[list], Batch]
+) -> None:
+    """Each task's largest batch through forward and backward, gradients dropped, RNG untouched (the run's
+    numbers do not change). Called after the first update, when the optimizer state exists: the run's memory
+    peak is reached now and stays flat, and a batch that does not fit fails at update 1, not hours in."""
+    for shard in sampler.largest_batches():
+        task = shard[0][0]
+        try:
+            model.probe_memory(collate([train_sets[task][index] for _, index in shard]))
+        except torch.OutOfMemoryError:
+            longest = max(train_sets[task].lengths()[index] for _, index in shard)
+            raise MTDNNInputError(
+                f"out of memory on {train_sets[task].task_def.name}'s largest batch ({len(shard)} rows of up to "
+                f"{longest} tokens): lower --batch_size or --max_tokens_per_batch, or add --gradient_checkpointing",
+                train_sets[task].path,
+            ) from None
 
 
 def _first_batch(dataset: TaskDataset, collate: Callable[[list], Batch], size: int) -> Batch:

@@ -284,6 +284,21 @@ class MultiTaskBatchSampler(torch.utils.data.Sampler):
                 batches = self._cut(order, lengths)
         return [batches[i] for i in rng.permutation(len(batches))]
 
+    def largest_batches(self) -> list[list[tuple[int, int]]]:
+        """Per task, the batch of its longest examples as this sampler cuts it (this rank's share):
+        no batch of an epoch pads to more tokens, so none takes more memory in an update."""
+        batches = []
+        for task, lengths in enumerate(self._lengths):
+            if self.options.bin_on:
+                candidates = [members[np.argsort(-lengths[members], kind="stable")][: self._bin_batch_size(b)]
+                              for b, members in self._bins(lengths).items()]
+                indices = max(candidates, key=lambda m: len(m) * int(lengths[m].max())).tolist()
+            else:
+                longest_first = np.argsort(-lengths, kind="stable")[: self.batch_size]
+                indices = self._cut(longest_first, lengths)[0]
+            batches.append([(task, i) for i in shard_batch(indices, self.options.rank, self.options.world_size)])
+        return batches
+
     # ---- the epoch's plan --------------------------------------------------------------
     def _plan(self, epoch: int) -> list[GlobalBatch]:
         """``epoch_plan(epoch)``, kept for the latest two epochs (token-budget epochs differ in length)."""

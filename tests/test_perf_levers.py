@@ -81,3 +81,40 @@ def test_token_budget_run_schedules_its_real_number_of_updates(tiny_model_dir, f
     # 2 tasks at --batch_size 32 would be 2 batches an epoch: the budget cut more, and the schedule counts them.
     assert len(per_epoch) == 2 and min(per_epoch) > 2 and total == sum(per_epoch)
     assert (out / "rte_dev_scores_epoch_1.json").is_file()
+
+
+def test_memory_probe_runs_each_tasks_largest_batch_once_and_changes_no_number(tiny_model_dir, features_dir,
+                                                                                tmp_path, monkeypatch):
+    import train as train_module
+    from test_train import assert_same_weights
+
+    flags = ("--precision", "fp32", "--adv_train", "--epochs", "1")
+    probed: list[tuple[str, int, int]] = []
+    real_probe = train_module.MTDNNModel.probe_memory
+
+    def spy(model, batch):
+        probed.append((batch.task_def.name, batch.batch_size, model.updates))
+        real_probe(model, batch)
+
+    monkeypatch.setattr(train_module.MTDNNModel, "probe_memory", spy)
+    main(train_args(tiny_model_dir, features_dir, tmp_path / "probed", *flags))
+    assert [(name, updates) for name, _, updates in probed] == [("rte", 1), ("stsb", 1)]  # once, after update 1
+    assert all(rows == 4 for _, rows, _ in probed)
+    monkeypatch.setattr(train_module, "probe_memory", lambda *args: None)
+    main(train_args(tiny_model_dir, features_dir, tmp_path / "plain", *flags))
+    assert_same_weights(tmp_path / "probed" / "model_0.pt", tmp_path / "plain" / "model_0.pt")
+
+
+def test_a_batch_that_does_not_fit_fails_at_update_one_with_one_line(tiny_model_dir, features_dir, tmp_path,
+                                                                     monkeypatch):
+    import train as train_module
+
+    def out_of_memory(model, batch):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(train_module.MTDNNModel, "probe_memory", out_of_memory)
+    with pytest.raises(MTDNNInputError, match=r"out of memory on rte's largest batch \(4 rows of up to \d+ tokens\): "
+                                              r"lower --batch_size") as caught:
+        main(train_args(tiny_model_dir, features_dir, tmp_path / "run", "--epochs", "1"))
+    assert Path(caught.value.file).name == "rte_train.json"
+    assert not (tmp_path / "run" / "model_0.pt").exists()

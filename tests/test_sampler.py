@@ -299,3 +299,19 @@ def test_token_budget_shards_cover_each_global_batch():
     assert len(shards[0]) == len(shards[1]) == len(whole)
     for batch, first, second in zip(whole, *shards):
         assert set(first + second) == set(batch)
+
+
+def test_largest_batches_hold_each_tasks_longest_examples():
+    lengths = [[5, 40, 7, 33, 12, 40, 2], [9, 3, 60, 1]]
+    datasets = [FakeDataset(x) for x in lengths]
+    plain = MultiTaskBatchSampler(datasets, batch_size=3, seed=0).largest_batches()
+    assert plain == [[(0, 1), (0, 5), (0, 3)], [(1, 2), (1, 0), (1, 1)]]
+    # Under a token budget the batch of the longest rows is cut as an epoch cuts it; no epoch pads more tokens.
+    budget = MultiTaskBatchSampler(datasets, batch_size=3, seed=0, max_tokens=80)
+    assert budget.largest_batches() == [[(0, 1), (0, 5)], [(1, 2)]]
+    most = max(len(b) * max(lengths[b[0][0]][i] for _, i in b) for b in epoch(budget, 0))
+    assert most <= max(len(b) * max(lengths[b[0][0]][i] for _, i in b) for b in budget.largest_batches())
+    # Each rank probes its own share of the global batch.
+    shards = [MultiTaskBatchSampler(datasets, batch_size=3, seed=0, rank=r, world_size=2).largest_batches()
+              for r in range(2)]
+    assert [shards[0][0], shards[1][0]] == [[(0, 1), (0, 5)], [(0, 3), (0, 1)]]
