@@ -254,6 +254,8 @@ def measure(cfg: Config, args: argparse.Namespace, features: Path) -> dict[str, 
             optimizer.zero_grad(set_to_none=True)
             return batch["attention_mask"]
     else:
+        from mt_dnn.run_setup import probe_memory
+
         network, model, loader = build_mtdnn(cfg, args, features, device)
         encoder = network.bert
 
@@ -262,10 +264,15 @@ def measure(cfg: Config, args: argparse.Namespace, features: Path) -> dict[str, 
                 yield from loader
 
         stream = batches()
+        probed = False
 
         def step() -> Any:
+            nonlocal probed
             batch = next(stream)
             model.update(batch)
+            if model.stepped and not probed:  # as train.py: each task's largest batch once, after update 1
+                probe_memory(model, loader.batch_sampler, loader.dataset.datasets, loader.collate_fn)
+                probed = True
             return batch.attention_mask
 
     n_params = non_embedding_parameters(encoder)
