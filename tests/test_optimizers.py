@@ -136,3 +136,43 @@ def test_invalid_hyperparameters():
         Adamax([p], betas=(1.0, 0.999))
     with pytest.raises(ValueError):
         AdamaxW([p], weight_decay=-0.1)
+
+
+@pytest.mark.parametrize("cls", [Adamax, AdamaxW])
+def test_cache_blocks_take_bit_identical_steps(cls, monkeypatch):
+    """The CPU's block-by-block step against whole tensors: the same numbers, bit for bit."""
+    import module.optimizers as optimizers
+
+    torch.manual_seed(3)
+    shapes = [(700, 33), (33,), (5,), (2_001,), (64, 64)]
+    base = [torch.randn(shape) for shape in shapes]
+    runs = []
+    for block in (10**9, 1_000, 97):  # whole tensors; blocks that cut tensors at odd places
+        monkeypatch.setattr(optimizers, "CPU_BLOCK_ELEMENTS", block)
+        params = [torch.nn.Parameter(b.clone()) for b in base]
+        opt = cls([{"params": params[:3], "weight_decay": 0.01}, {"params": params[3:], "weight_decay": 0.0}], lr=1e-3)
+        for step in range(4):
+            gen = torch.Generator().manual_seed(step)
+            for param in params:
+                param.grad = torch.randn(param.shape, generator=gen) * 10.0**-step
+            params[4].grad = params[4].grad.t()  # a non-contiguous gradient stays one piece
+            params[1].grad = None if step == 2 else params[1].grad  # a parameter without gradient is skipped
+            opt.step()
+        runs.append(params)
+    for params in runs[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(runs[0], params))
+    assert not torch.equal(runs[0][0], base[0])
+
+
+def test_cache_blocks_cover_every_element_once():
+    from module.optimizers import cache_blocks
+
+    tensors = [torch.zeros(n) for n in (10, 3, 25, 1)]
+    rows = [(t, t, t, t, 1) for t in tensors]
+    blocks = list(cache_blocks(rows, 8))
+    for block in blocks:
+        for piece in block:
+            piece[0].add_(1)
+    assert all(torch.equal(t, torch.ones_like(t)) for t in tensors)
+    assert all(sum(piece[0].numel() for piece in block) >= 8 for block in blocks[:-1])
+    assert max(piece[0].numel() for block in blocks for piece in block) <= 8
