@@ -9,7 +9,7 @@ The mixture is RTE + MRPC + STS-B + CoLA + SST-2 from ``../shared/data/glue`` (t
 training rows of each, tokenized once into ``--work``), the encoder ``../shared/models/all-MiniLM-L6-v2``
 (on a GPU also a randomly initialised bert-base, ``--model bert-base-random``). Every configuration
 runs in its own process (fresh memory high-water mark, no compiled state shared), on the same batches
-of examples, AdamW, batch 16, max_seq_len 128, after ``--warmup`` untimed updates. Printed per
+of examples, batch 16, max_seq_len 128, after ``--warmup`` untimed updates. Printed per
 configuration: examples/s, real (non-padding) tokens/s, the padding fraction of the batches, peak
 memory (RSS on CPU, ``torch.cuda.max_memory_allocated`` on GPU), achieved FLOP/s counting real
 tokens only (6 × non-embedding parameters × tokens + attention, 12 × layers × hidden × length² per
@@ -22,8 +22,11 @@ Configurations (``--configs``; ``all`` = every one):
   naive    batches padded to --max_seq_len, float32, eager attention, per-tensor AdamW loop, shuffled batches
   hf       bench/hf_reference.py's loop (AutoModelForSequenceClassification per task on one shared encoder,
            DataCollatorWithPadding, torch.optim.AdamW defaults, float32) on the same batches
-  default  train.py's defaults: length-grouped batches, --precision auto, SDPA, fused AdamW, 2 loader workers
-  fp32 / no_group / eager / loop_adamw / workers0 / adamax   the default with one lever switched back
+  default  train.py's defaults: length-grouped batches, --precision auto, --attn_implementation auto (eager
+           on a CPU, SDPA on a GPU), Adamax (the paper's optimizer) in cache-sized blocks, 2 loader workers
+  adamw    the default with fused AdamW (the HF loop's optimizer: the like-for-like comparison)
+  fp32 / no_group / sdpa / adamax_whole / workers0   the default with one lever switched back (adamax_whole:
+           Adamax's passes over whole tensors); loop_adamw: adamw with the per-tensor loop
   tokens   the default with token-budget batches (--batch_size 64 --max_tokens_per_batch 2048)
   compile / grad_ckpt / threads1   the default with --compile, --gradient_checkpointing, --threads 1
 """
@@ -55,9 +58,9 @@ class Config:
     precision: str = "auto"
     do_padding: bool = False
     group_by_length: bool = True
-    attn_implementation: str = "sdpa"
-    optimizer: str = "adamw"
-    fused: bool = True
+    attn_implementation: str = "auto"
+    optimizer: str = "adamax"
+    fused: bool = True  # AdamW: the fused kernel; Adamax: cache-sized blocks on a CPU
     workers: int = 2
     batch_size: int = 16
     max_tokens: int = 0
@@ -66,18 +69,19 @@ class Config:
     threads: int = 0
 
 
-DEFAULT = Config("default")
+DEFAULT = Config("default")  # train.py's defaults
 CONFIGS = {
     "naive": Config("naive", precision="fp32", do_padding=True, group_by_length=False, attn_implementation="eager",
-                    fused=False, workers=0),
-    "hf": Config("hf", loop="hf", precision="fp32", group_by_length=False, fused=False, workers=0),
+                    optimizer="adamw", fused=False, workers=0),
+    "hf": Config("hf", loop="hf", precision="fp32", group_by_length=False, optimizer="adamw", fused=False, workers=0),
     "default": DEFAULT,
+    "adamw": replace(DEFAULT, name="adamw", optimizer="adamw"),
     "fp32": replace(DEFAULT, name="fp32", precision="fp32"),
     "no_group": replace(DEFAULT, name="no_group", group_by_length=False),
-    "eager": replace(DEFAULT, name="eager", attn_implementation="eager"),
-    "loop_adamw": replace(DEFAULT, name="loop_adamw", fused=False),
+    "sdpa": replace(DEFAULT, name="sdpa", attn_implementation="sdpa"),
+    "adamax_whole": replace(DEFAULT, name="adamax_whole", fused=False),
+    "loop_adamw": replace(DEFAULT, name="loop_adamw", optimizer="adamw", fused=False),
     "workers0": replace(DEFAULT, name="workers0", workers=0),
-    "adamax": replace(DEFAULT, name="adamax", optimizer="adamax"),
     "tokens": replace(DEFAULT, name="tokens", batch_size=64, max_tokens=2048),
     "compile": replace(DEFAULT, name="compile", compile=True),
     "grad_ckpt": replace(DEFAULT, name="grad_ckpt", gradient_checkpointing=True),
@@ -147,14 +151,15 @@ def build_mtdnn(cfg: Config, args: argparse.Namespace, features: Path, device: A
     from mt_dnn.batcher import Collater, MultiTaskDataset, TaskDataset
     from mt_dnn.encoder import initial_network
     from mt_dnn.model import MTDNNModel
-    from mt_dnn.options import AdvOptions, ModelOptions, TrainOptions, resolve_precision
+    from mt_dnn.options import AdvOptions, ModelOptions, TrainOptions, resolve_attention, resolve_precision
     from mt_dnn.sampler import MultiTaskBatchSampler, SamplerOptions
     from mt_dnn.sources import run_tokenizer
 
     task_defs_all = load_task_defs(str(REPO / "experiments/glue/glue_task_def.yml"))
     task_defs = [task_defs_all[task] for task in args.tasks]
     sets = [TaskDataset(features / f"{t}_train.json", task_defs_all[t], t, args.max_seq_len, is_train=True) for t in args.tasks]
-    model_opts = ModelOptions(init_checkpoint=args.model, attn_implementation=cfg.attn_implementation,
+    attention = resolve_attention(cfg.attn_implementation, device.type)
+    model_opts = ModelOptions(init_checkpoint=args.model, attn_implementation=attention,
                               gradient_checkpointing=cfg.gradient_checkpointing)
     if args.model == "bert-base-random":
         from transformers import AutoTokenizer, BertConfig, BertModel
@@ -162,7 +167,7 @@ def build_mtdnn(cfg: Config, args: argparse.Namespace, features: Path, device: A
         tokenizer = AutoTokenizer.from_pretrained(str(SHARED / "models/all-MiniLM-L6-v2"))
         from mt_dnn.matcher import SANBertNetwork
 
-        encoder = BertModel(BertConfig(attn_implementation=cfg.attn_implementation))
+        encoder = BertModel(BertConfig(attn_implementation=attention))
         network = SANBertNetwork(encoder, task_defs, model_opts, sep_token_id=tokenizer.sep_token_id)
     else:
         _, tokenizer = run_tokenizer(None, args.model, None)
@@ -174,9 +179,11 @@ def build_mtdnn(cfg: Config, args: argparse.Namespace, features: Path, device: A
     sampler = MultiTaskBatchSampler(sets, cfg.batch_size, options=SamplerOptions(
         seed=2018, group_by_length=cfg.group_by_length, max_tokens=cfg.max_tokens))
     model = MTDNNModel(network, task_defs, train_opts, AdvOptions(), 10_000, device)
-    if not cfg.fused:  # the per-tensor loop torch picks on a CPU when not told otherwise
+    if not cfg.fused and cfg.optimizer == "adamw":  # the per-tensor loop torch picks on a CPU when not told otherwise
         for group in model.optimizer.param_groups:
             group["fused"], group["foreach"] = False, False
+    elif not cfg.fused:  # Adamax's passes over whole tensors, as before the cache-sized blocks
+        model.optimizer.cpu_block_elements = 0
     loader = torch.utils.data.DataLoader(
         MultiTaskDataset(sets), batch_sampler=sampler, num_workers=cfg.workers, pin_memory=device.type == "cuda",
         collate_fn=Collater(tokenizer.pad_token_id or 0, args.max_seq_len, cfg.do_padding),

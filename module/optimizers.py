@@ -73,6 +73,7 @@ class _AdamaxBase(Optimizer):
     ):
         _check_hyperparameters(lr, betas, eps, weight_decay)
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay})
+        self.cpu_block_elements = CPU_BLOCK_ELEMENTS  # 0: whole tensors on a CPU too (bench/train_bench.py's on/off)
 
     def _group_tensors(self, group: dict[str, Any]) -> tuple[list[torch.Tensor], ...]:
         """Parameters that have a gradient, their gradients, first moments and infinity norms."""
@@ -128,9 +129,9 @@ class _AdamaxBase(Optimizer):
             if not params:
                 continue
             rows = list(zip(params, grads, exp_avgs, exp_infs, [self.state[p]["step"] for p in params]))
-            on_cpu = params[0].device.type == "cpu"
+            blocked = params[0].device.type == "cpu" and self.cpu_block_elements > 0
             beta1, beta2 = group["betas"]
-            for block in cache_blocks(rows, CPU_BLOCK_ELEMENTS) if on_cpu else [rows]:
+            for block in cache_blocks(rows, self.cpu_block_elements) if blocked else [rows]:
                 block_params, block_grads, block_avgs, block_infs, steps = (list(column) for column in zip(*block))
                 self._before_moments(group, block_params)
                 self._update_moments(block_grads, block_avgs, block_infs, beta1, beta2, group["eps"])
