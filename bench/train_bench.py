@@ -3,7 +3,7 @@
     python bench/train_bench.py                 # every configuration, 40 timed updates each
     python bench/train_bench.py --quick         # naive, HF reference and default: CI smoke (< 5 min on 2 cores)
     python bench/train_bench.py --configs default,fp32 --updates 100 --repeats 3
-    python bench/train_bench.py --memory 1000   # the default configuration's RSS every 100 updates up to 1,000
+    python bench/train_bench.py --memory 1000   # the default configuration's memory (now, peak so far) every 100 updates
 
 The mixture is RTE + MRPC + STS-B + CoLA + SST-2 from ``../shared/data/glue`` (the first ``--rows``
 training rows of each, tokenized once into ``--work``), the encoder ``../shared/models/all-MiniLM-L6-v2``
@@ -297,7 +297,8 @@ def measure(cfg: Config, args: argparse.Namespace, features: Path) -> dict[str, 
             stats["padded"] += mask.numel()
             stats["sq"] += float((lengths**2).sum())
         if args.memory_every and update % args.memory_every == 0:
-            memory.append((update, rss_mb()[0] if device.type == "cpu" else torch.cuda.memory_allocated() / 2**20))
+            memory.append((update, *(rss_mb() if device.type == "cpu" else
+                                      (torch.cuda.memory_allocated() / 2**20, torch.cuda.max_memory_allocated() / 2**20))))
     sync()
     elapsed = time.perf_counter() - started
     flops = 6 * n_params * stats["real"] + 12 * layers * hidden * stats["sq"]
@@ -402,7 +403,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=1, help="runs of each configuration, interleaved (default: 1)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="(default: %(default)s)")
     p.add_argument("--quick", action="store_true", help="naive, hf and default; 64 rows, 8 updates (CI smoke)")
-    p.add_argument("--memory", type=int, default=0, help="instead: run the default N updates, RSS every 100 (default: 0)")
+    p.add_argument("--memory", type=int, default=0, help="instead: run the default N updates; memory now and peak so far every 100 (default: 0)")
     p.add_argument("--memory_every", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--work", type=Path, default=REPO / "bench/.work", help="cache of tokenized data (default: %(default)s)")
     p.add_argument("--json", type=Path, default=None, help="also write all results here (default: none)")
@@ -458,8 +459,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"[{repeat + 1}/{args.repeats}] {name}: {r['real_tokens_per_s']:.0f} real tokens/s, "
                   f"{r['examples_per_s']:.1f} examples/s", flush=True)
     if args.memory:
-        for update, mb in results[0]["memory"]:
-            print(f"update {update}: {mb:.0f} MB")
+        for update, now, peak in results[0]["memory"]:
+            print(f"update {update}: {now:.0f} MB now, {peak:.0f} MB peak so far")
         return
     title = (f"{Path(args.model).name}, {'+'.join(args.tasks)} ({args.rows} rows each), {args.updates} updates, "
              f"{args.device}, {torch.get_num_threads()} threads")
