@@ -46,7 +46,8 @@ def cache_blocks(rows: list[Row], block: int) -> Iterator[list[Row]]:
     size = 0
     for row in rows:
         tensors = row[:4]
-        if tensors[0].numel() > block and all(t.is_contiguous() for t in tensors):
+        # Plain contiguous tensors only: a view of a tensor subclass (FSDP's DTensor shards) may not write back.
+        if tensors[0].numel() > block and all(type(t.data) is torch.Tensor and t.is_contiguous() for t in tensors):
             pieces = [(*views, row[4]) for views in zip(*(t.view(-1).split(block) for t in tensors))]
         else:
             pieces = [row]
