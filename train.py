@@ -236,7 +236,7 @@ def train_one_epoch(t: TrainingRun, epoch: int, start_position: int) -> None:
             t.history.add_loss(loss)
         if not t.model.stepped:
             continue
-        if not t.memory_probed:  # now that the optimizer state exists: the memory peak, and any OOM, at update 1
+        if not t.memory_probed:  # now that the optimizer state exists: the largest batches, and any OOM, at update 1
             probe_memory(t.model, t.sampler, t.train_loader.dataset.datasets, t.train_loader.collate_fn)
             t.memory_probed = True
         updates = t.model.updates

@@ -234,8 +234,8 @@ def probe_memory(
     model: MTDNNModel, sampler: MultiTaskBatchSampler, train_sets: list[TaskDataset], collate: Callable[[list], Batch]
 ) -> None:
     """Each task's largest batch through forward and backward, gradients dropped, RNG untouched (the run's
-    numbers do not change). Called after the first update, when the optimizer state exists: the run's memory
-    peak is reached now and stays flat, and a batch that does not fit fails at update 1, not hours in."""
+    numbers do not change). Called after the first update, when the optimizer state exists: the largest
+    activations of the run are allocated now, and a batch that does not fit fails at update 1, not hours in."""
     for shard in sampler.largest_batches():
         task = shard[0][0]
         try:
