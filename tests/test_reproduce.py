@@ -60,7 +60,7 @@ def test_dry_run_lists_the_runs_in_dependency_order(tmp_path, fake_glue, capsys)
     assert driver.main(["--dry_run", "--config", str(config), "--work_dir", str(tmp_path / "w"), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     expected = ["refine/proportional", "refine/temperature"]
-    expected += [f"finetune/select/learning_rate_{lr}/{task}/seed2018" for lr in ("5e-05", "0.0001")
+    expected += [f"finetune/select/learning_rate_{lr}/{task}/seed2018" for lr in ("3e-05", "5e-05")
                  for task in ("rte", "mrpc")]
     for seed in (2018, 2019, 2020):
         for task in ("rte", "mrpc", "stsb"):
@@ -86,8 +86,8 @@ def test_selection_adds_dependencies_and_gpu_plan_has_no_caps(tmp_path, fake_glu
     assert _plan_keys(out) == ["refine/proportional", "finetune/c/stsb/seed2020"]
     assert "GPU found" in out and "capped training sets (rows used/available): none" in out
     driver.main(base + ["--device", "cpu", "--only", "select", "--tasks", "mrpc"])
-    assert _plan_keys(capsys.readouterr().out) == ["finetune/select/learning_rate_5e-05/mrpc/seed2018",
-                                                    "finetune/select/learning_rate_0.0001/mrpc/seed2018"]
+    assert _plan_keys(capsys.readouterr().out) == ["finetune/select/learning_rate_3e-05/mrpc/seed2018",
+                                                    "finetune/select/learning_rate_5e-05/mrpc/seed2018"]
     with pytest.raises(driver.MTDNNInputError, match="--only: unknown e"):
         driver.main(base + ["--only", "e"])
     with pytest.raises(driver.MTDNNInputError, match="--seeds: unknown 7"):
@@ -177,11 +177,11 @@ def test_done_marker_only_with_score_files_and_resume_from_last_pt(tmp_path, fak
 
 
 def test_selection_runs_are_a_with_one_value_changed(tmp_path, fake_glue):
-    s = _setup(tmp_path, _config(tmp_path, fake_glue, selection__alternatives={"learning_rate": [1e-4],
+    s = _setup(tmp_path, _config(tmp_path, fake_glue, selection__alternatives={"learning_rate": [2e-4],
                                                                                "optimizer": ["adamw"]}))
     plan = {r.key: r for r in driver.build_plan(s, ["rte", "mrpc"])}
     base = driver.train_args(plan["finetune/a/rte/seed2018"], s)
-    for key, flag, value in (("learning_rate_0.0001", "--learning_rate", "0.0001"), ("optimizer_adamw", "--optimizer",
+    for key, flag, value in (("learning_rate_0.0002", "--learning_rate", "0.0002"), ("optimizer_adamw", "--optimizer",
                                                                                      "adamw")):
         run = plan[f"finetune/select/{key}/rte/seed2018"]
         args = driver.train_args(run, s)
