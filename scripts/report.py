@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
 from collections import Counter
@@ -38,6 +39,8 @@ SETTINGS = {
 }
 TASK_NAMES = {"cola": "CoLA", "sst": "SST-2", "mrpc": "MRPC", "stsb": "STS-B", "rte": "RTE", "wnli": "WNLI",
               "qnli": "QNLI", "qqp": "QQP", "mnli_matched": "MNLI-m", "mnli_mismatched": "MNLI-mm"}
+README_START = "<!-- reproduce_glue results: start -->"
+README_END = "<!-- reproduce_glue results: end -->"
 METRIC_NAMES = {"ACC": "acc", "F1": "F1", "MCC": "MCC", "Pearson": "Pearson", "Spearman": "Spearman"}
 
 
@@ -444,7 +447,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work_dir", required=True, help="the driver's work folder (holds plan.json and runs/)")
     p.add_argument("--out", default=str(REPO / "docs" / "results.md"), help="Markdown file (default: %(default)s)")
     p.add_argument("--img_dir", default=None, help="folder of the plots (default: img/ beside --out)")
+    p.add_argument("--readme", default=None,
+                   help="also put the fine-tuning table and the RTE plot between this file's "
+                        f"{README_START} and {README_END} lines (default: none)")
     return p
+
+
+def embed_in_readme(readme: Path, results: Results, out: Path, plots: list[str]) -> None:
+    """Replace the lines between the README's markers with the fine-tuning table and the first plot."""
+    text = readme.read_text(encoding="utf-8")
+    if text.count(README_START) != 1 or text.count(README_END) != 1:
+        raise MTDNNInputError(f"expected one {README_START} line and one {README_END} line", readme)
+    done = sum(results.done(r["key"]) for r in results.plan["runs"])
+    link = os.path.relpath(out, readme.parent)
+    block = [README_START, "",
+             f"Dev sets, last epoch, mean ± std over seeds (from {done} of {len(results.plan['runs'])} planned runs; "
+             f"all figures, the selection and the wall-clock: [{link}]({link})):", "", *finetune_table(results), ""]
+    if plots:
+        image = os.path.relpath(out.parent / plots[0], readme.parent)
+        block += [f"![{Path(plots[0]).stem}]({image})", ""]
+    head, rest = text.split(README_START)
+    tail = rest.split(README_END)[1]
+    with atomic_write(readme) as handle:
+        handle.write(head + "\n".join(block) + "\n" + README_END + tail)
 
 
 def main(argv: list[str] | None = None) -> str:
@@ -457,7 +482,10 @@ def main(argv: list[str] | None = None) -> str:
     page = build_page(results, plots, note)
     with atomic_write(out) as handle:
         handle.write(page)
-    print(f"wrote {out}" + (f" and {len(plots)} plot(s) in {img_dir}" if plots else ""))
+    if args.readme:
+        embed_in_readme(Path(args.readme).resolve(), results, out, plots)
+    print(f"wrote {out}" + (f" and {len(plots)} plot(s) in {img_dir}" if plots else "")
+          + (f"; table embedded in {args.readme}" if args.readme else ""))
     return page
 
 

@@ -750,8 +750,9 @@ def _by_key(plan: list[Run], key: str) -> Run:
 def write_report(s: Setup, report: str | None) -> None:
     """Write the results file with scripts/report.py."""
     out = Path(report) if report else (s.work_dir / "results.md" if s.smoke else REPO / "docs" / "results.md")
+    readme = ["--readme", str(REPO / "README.md")] if report is None and not s.smoke else []
     _run_tool([sys.executable, str(Path(__file__).with_name("report.py")), "--work_dir", str(s.work_dir),
-               "--out", str(out)], s, f"report → {out}")
+               "--out", str(out), *readme], s, f"report → {out}")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import subprocess
 import sys
@@ -273,6 +274,23 @@ def test_report_renders_partial_results(tmp_path):
     for name in ("finetune_rte", "dev_per_epoch_rte", "finetune_mrpc", "dev_per_epoch_mrpc"):
         assert (tmp_path / "docs" / "img" / f"{name}.png").stat().st_size > 1000
         assert f"](img/{name}.png)" in page
+
+
+def test_report_embeds_the_table_between_the_readme_markers(tmp_path):
+    work = _fabricated_work(tmp_path)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Title\n\nbefore\n{report.README_START}\nold table\n{report.README_END}\nafter\n")
+    report.main(["--work_dir", str(work), "--out", str(tmp_path / "docs" / "results.md"), "--readme", str(readme)])
+    text = readme.read_text()
+    assert "old table" not in text and text.startswith("# Title\n\nbefore\n") and text.endswith("after\n")
+    block = text.split(report.README_START)[1].split(report.README_END)[0]
+    assert "| RTE | acc | 70.0 | 62.00 ± 2.00 (n=3) | 70.50 ± 0.71 (n=2 of 3) |" in block
+    assert "[docs/results.md](docs/results.md)" in block
+    if importlib.util.find_spec("matplotlib"):
+        assert "![finetune_rte](docs/img/finetune_rte.png)" in block
+    readme.write_text("no markers\n")
+    with pytest.raises(report.MTDNNInputError, match="expected one"):
+        report.main(["--work_dir", str(work), "--out", str(tmp_path / "docs" / "results.md"), "--readme", str(readme)])
 
 
 def test_report_without_plan_is_one_line(tmp_path):
