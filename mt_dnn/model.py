@@ -2,6 +2,7 @@
 clipping, optimizer and schedule), prediction, and checkpoint state (SPEC §6–§7)."""
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -137,8 +138,7 @@ class MTDNNModel:
         and the RNG states are untouched. Call it between updates (no gradients pending)."""
         if self.micro_steps:
             raise RuntimeError("probe_memory between micro-steps would mix its gradients into the pending update")
-        devices = [self.device.index or 0] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
+        with self._forked_rng():
             loss = self._training_loss(batch.to(self.device))
             self.scaler.scale(loss.float()).backward()
         self.optimizer.zero_grad(set_to_none=True)
@@ -157,9 +157,12 @@ class MTDNNModel:
 
         A head, loss or input that does not fit the data fails here, before the first update.
         """
-        devices = [self.device.index or 0] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices), torch.no_grad():
+        with self._forked_rng(), torch.no_grad():
             self._task_loss(self.predict(batch), batch.to(self.device), self.task_ids[batch.task_def.name])
+
+    def _forked_rng(self) -> contextlib.AbstractContextManager:
+        """The CPU's and this device's random states, restored on exit."""
+        return torch.random.fork_rng(devices=[self.device.index or 0] if self.device.type == "cuda" else [])
 
     def _skip_non_finite(self, batch: Batch) -> None:
         self.bad_steps += 1

@@ -241,7 +241,8 @@ def probe_memory(
         try:
             model.probe_memory(collate([train_sets[task][index] for _, index in shard]))
         except torch.OutOfMemoryError:
-            longest = max(train_sets[task].lengths()[index] for _, index in shard)
+            lengths = train_sets[task].lengths()
+            longest = max(lengths[index] for _, index in shard)
             raise MTDNNInputError(
                 f"out of memory on {train_sets[task].task_def.name}'s largest batch ({len(shard)} rows of up to "
                 f"{longest} tokens): lower --batch_size or --max_tokens_per_batch, or add --gradient_checkpointing",

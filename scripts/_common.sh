@@ -278,7 +278,6 @@ run_domain_adaptation() {
   done
 }
 
-# Print the dev table of a run's last evaluated epoch (DRY_RUN: nothing ran, nothing to print).
 # One GLUE task fine-tuned from $ARG_MODEL / $MTDNN_CHECKPOINT (else the plain encoder), as upstream's
 # run_<task>.sh: Adamax, SAN task definitions, learning rate $2 unless $LEARNING_RATE; then its dev table.
 fine_tune_glue_task() {
@@ -295,6 +294,7 @@ fine_tune_glue_task() {
   dev_table "$task" "$OUT"
 }
 
+# Print the dev table of a run's last evaluated epoch (DRY_RUN: nothing ran, nothing to print).
 dev_table() {
   local names=$1 out=$2 file epoch last=-1
   [ "$DRY_RUN" = 1 ] && return 0

@@ -369,7 +369,7 @@ def select(plan: list[Run], only: list[str] | None, tasks: list[str] | None, see
 def train_args(run: Run, s: Setup) -> list[str]:
     """The train.py flags of a run (without --resume)."""
     stage = "refinement" if run.stage == "refine" else "finetune"
-    cfg = dict(s.config[stage])
+    cfg = dict(s.config[stage], batch_size=s.stage(stage, "batch_size"))  # --smoke's batch size, if any
     if run.override:
         cfg[run.override[0]] = run.override[1]
     init = s.model_arg()
@@ -379,7 +379,7 @@ def train_args(run: Run, s: Setup) -> list[str]:
         "--init_checkpoint", init, "--tokenizer", s.model_arg(), "--data_dir", str(s.features_dir),
         "--task_def", str(REPO / cfg["task_def"]), "--train_datasets", ",".join(run.train_datasets),
         "--test_datasets", ",".join(run.test_datasets), "--max_seq_len", str(s.max_seq_len),
-        "--batch_size", str(cfg["batch_size"] if run.override else s.stage(stage, "batch_size")),
+        "--batch_size", str(cfg["batch_size"]),
         "--batch_size_eval", str(s.config["batch_size_eval"]),
         "--optimizer", str(cfg["optimizer"]), "--learning_rate", str(cfg["learning_rate"]),
         "--epochs", str(run.epochs), "--seed", str(run.seed), "--output_dir", str(run.output_dir(s)),
