@@ -21,7 +21,7 @@ from torch.optim import Optimizer
 # tensors) staying in cache through all ten passes: the same operations on the same elements, so
 # the same numbers, with a fraction of the trips to memory (bench/README.md). On a GPU the passes
 # run over whole tensors (multi-tensor kernels).
-CPU_BLOCK_ELEMENTS = 1 << 15
+CPU_BLOCK_ELEMENTS = 1 << 18
 
 Row = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]  # param, grad, exp_avg, exp_inf, step
 
