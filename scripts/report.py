@@ -271,10 +271,11 @@ def wallclock_table(results: Results) -> list[str]:
         timings = [t for t in map(results.timing, done) if t and t.get("wall_s")]
         total = sum(t["wall_s"] for t in timings)
         rates = [t["examples"] / t["wall_s"] for t in timings]
+        threads = sorted({t["threads"] for t in timings if t.get("threads")})
         rows.append([label, f"{len(done)} of {len(runs)}", _duration(total) if timings else "—",
                      _duration(total / len(timings)) if timings else "—",
-                     f"{statistics.median(rates):.1f}" if rates else "—"])
-    return _table(["stage", "runs done", "wall-clock", "per run", "examples/s (median)"], rows)
+                     f"{statistics.median(rates):.1f}" if rates else "—", ", ".join(map(str, threads)) or "—"])
+    return _table(["stage", "runs done", "wall-clock", "per run", "examples/s (median)", "threads per run"], rows)
 
 
 def _duration(seconds: float) -> str:
@@ -298,7 +299,7 @@ def settings_lines(plan: dict[str, Any]) -> list[str]:
     tasks = ", ".join(TASK_NAMES.get(t, t) + (" (dev set as training data, not reported)" if t in ref["dev_as_train"]
                                               else "") for t in plan["refine_tasks"])
     device = plan["device"].upper() + (" — GPU found: no caps, settings c and d on every task" if plan["device"] == "cuda"
-                                       else f", {plan['threads']} thread(s) per run")
+                                       else " (threads of each run: the wall-clock table)")
     seeds = sorted({r["seed"] for r in plan["runs"] if r["stage"] == "finetune"})
     return [
         f"- Encoder `{plan['model']}`, max_seq_len {plan['max_seq_len']}, device {device}.",
