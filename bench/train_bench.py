@@ -3,7 +3,7 @@
     python bench/train_bench.py                 # every configuration, 40 timed updates each
     python bench/train_bench.py --quick         # naive, HF reference and default: CI smoke (< 5 min on 2 cores)
     python bench/train_bench.py --configs default,fp32 --updates 100 --repeats 3
-    python bench/train_bench.py --memory 1000   # the default configuration's memory (now, peak so far) every 100 updates
+    python bench/train_bench.py --memory 1000   # the default configuration's memory (RSS now, peak so far; malloc in use) every 100 updates
 
 The mixture is RTE + MRPC + STS-B + CoLA + SST-2 from ``../shared/data/glue`` (the first ``--rows``
 training rows of each, tokenized once into ``--work``), the encoder ``../shared/models/all-MiniLM-L6-v2``
@@ -33,6 +33,7 @@ Configurations (``--configs``; ``all`` = every one):
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import subprocess
@@ -126,14 +127,40 @@ def run(command: list[str]) -> None:
 
 
 # ----------------------------------------------------------------------------- one configuration
-def rss_mb() -> tuple[float, float]:
-    """(current, peak) resident memory of this process in MB, from /proc/self/status."""
+def _proc_status_mb(*fields: str) -> tuple[float, ...]:
+    """The named fields of /proc/self/status (kB there), in MB; 0 for a field the kernel does not report."""
     values = {}
     with open("/proc/self/status", encoding="utf-8") as handle:
         for line in handle:
-            if line.startswith(("VmRSS:", "VmHWM:")):
-                values[line.split(":")[0]] = int(line.split()[1]) / 1024
-    return values.get("VmRSS", 0.0), values.get("VmHWM", 0.0)
+            name = line.split(":")[0]
+            if name in fields:
+                values[name] = int(line.split()[1]) / 1024
+    return tuple(values.get(field, 0.0) for field in fields)
+
+
+def rss_mb() -> tuple[float, float]:
+    """(current, peak) resident memory of this process in MB."""
+    now, peak = _proc_status_mb("VmRSS", "VmHWM")
+    return now, peak
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def malloc_in_use_mb() -> float:
+    """Bytes the C allocator has handed out and not yet been given back, in MB (glibc's ``mallinfo2``:
+    heap blocks in use plus mmapped blocks). Unlike the RSS it leaves out freed memory the allocator keeps:
+    the CPU's counterpart of ``torch.cuda.memory_allocated`` (tensors, and oneDNN's cached primitives).
+    NaN where the C library has no ``mallinfo2``."""
+    try:
+        mallinfo2 = ctypes.CDLL(None).mallinfo2
+    except (OSError, AttributeError):
+        return float("nan")
+    mallinfo2.restype = _MallInfo2
+    info = mallinfo2()
+    return (info.uordblks + info.hblkhd) / 2**20
 
 
 def non_embedding_parameters(encoder: Any) -> int:
@@ -297,7 +324,7 @@ def measure(cfg: Config, args: argparse.Namespace, features: Path) -> dict[str, 
             stats["padded"] += mask.numel()
             stats["sq"] += float((lengths**2).sum())
         if args.memory_every and update % args.memory_every == 0:
-            memory.append((update, *(rss_mb() if device.type == "cpu" else
+            memory.append((update, *(rss_mb() + (malloc_in_use_mb(), *_proc_status_mb("RssFile")) if device.type == "cpu" else
                                       (torch.cuda.memory_allocated() / 2**20, torch.cuda.max_memory_allocated() / 2**20))))
     sync()
     elapsed = time.perf_counter() - started
@@ -459,8 +486,10 @@ def main(argv: list[str] | None = None) -> None:
             print(f"[{repeat + 1}/{args.repeats}] {name}: {r['real_tokens_per_s']:.0f} real tokens/s, "
                   f"{r['examples_per_s']:.1f} examples/s", flush=True)
     if args.memory:
-        for update, now, peak in results[0]["memory"]:
-            print(f"update {update}: {now:.0f} MB now, {peak:.0f} MB peak so far")
+        for update, now, peak, *cpu in results[0]["memory"]:
+            # On a CPU: what malloc has handed out (tensors, oneDNN's primitives) and the file-backed pages (code).
+            detail = f" ({cpu[1]:.0f} MB of it file-backed), {cpu[0]:.0f} MB in use (malloc)" if cpu else ""
+            print(f"update {update}: {now:.0f} MB now{detail}, {peak:.0f} MB peak so far")
         return
     title = (f"{Path(args.model).name}, {'+'.join(args.tasks)} ({args.rows} rows each), {args.updates} updates, "
              f"{args.device}, {torch.get_num_threads()} threads")
