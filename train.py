@@ -146,7 +146,8 @@ def setup(
     train_loader = torch.utils.data.DataLoader(
         MultiTaskDataset(train_sets),
         batch_sampler=sampler,
-        collate_fn=Collater(tokenizer.pad_token_id or 0, data.max_seq_len, data.do_padding),
+        collate_fn=Collater(tokenizer.pad_token_id or 0, data.max_seq_len, data.do_padding,
+                            pad_to_multiple_of=data.pad_to_multiple_of),
         num_workers=data.dataloader_num_workers,
         pin_memory=device.type == "cuda",
         generator=torch.Generator().manual_seed(train_opts.seed),

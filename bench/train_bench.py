@@ -3,7 +3,8 @@
     python bench/train_bench.py                 # every configuration, 40 timed updates each
     python bench/train_bench.py --quick         # naive, HF reference and default: CI smoke (< 5 min on 2 cores)
     python bench/train_bench.py --configs default,fp32 --updates 100 --repeats 3
-    python bench/train_bench.py --memory 1000   # the default configuration's memory (RSS now, peak so far; malloc in use) every 100 updates
+    python bench/train_bench.py --memory 1000   # the default's memory (RSS now, peak so far; malloc in use) every 100 updates
+    python bench/train_bench.py --memory 1000 --configs default,pad8   # ... of each configuration named
 
 The mixture is RTE + MRPC + STS-B + CoLA + SST-2 from ``../shared/data/glue`` (the first ``--rows``
 training rows of each, tokenized once into ``--work``), the encoder ``../shared/models/all-MiniLM-L6-v2``
@@ -68,6 +69,7 @@ class Config:
     compile: bool = False
     gradient_checkpointing: bool = False
     threads: int = 0
+    pad_to_multiple_of: int = 1
 
 
 DEFAULT = Config("default")  # train.py's defaults
@@ -87,6 +89,7 @@ CONFIGS = {
     "compile": replace(DEFAULT, name="compile", compile=True),
     "grad_ckpt": replace(DEFAULT, name="grad_ckpt", gradient_checkpointing=True),
     "threads1": replace(DEFAULT, name="threads1", threads=1),
+    "pad8": replace(DEFAULT, name="pad8", pad_to_multiple_of=8),
 }
 QUICK = ("naive", "hf", "default")
 
@@ -213,7 +216,8 @@ def build_mtdnn(cfg: Config, args: argparse.Namespace, features: Path, device: A
         model.optimizer.cpu_block_elements = 0
     loader = torch.utils.data.DataLoader(
         MultiTaskDataset(sets), batch_sampler=sampler, num_workers=cfg.workers, pin_memory=device.type == "cuda",
-        collate_fn=Collater(tokenizer.pad_token_id or 0, args.max_seq_len, cfg.do_padding),
+        collate_fn=Collater(tokenizer.pad_token_id or 0, args.max_seq_len, cfg.do_padding,
+                            pad_to_multiple_of=cfg.pad_to_multiple_of),
     )
     return network, model, loader
 
@@ -430,7 +434,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=1, help="runs of each configuration, interleaved (default: 1)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="(default: %(default)s)")
     p.add_argument("--quick", action="store_true", help="naive, hf and default; 64 rows, 8 updates (CI smoke)")
-    p.add_argument("--memory", type=int, default=0, help="instead: run the default N updates; memory now and peak so far every 100 (default: 0)")
+    p.add_argument("--memory", type=int, default=0, help="instead: run the default (or the --configs) N updates; memory every 100 (default: 0)")
     p.add_argument("--memory_every", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--work", type=Path, default=REPO / "bench/.work", help="cache of tokenized data (default: %(default)s)")
     p.add_argument("--json", type=Path, default=None, help="also write all results here (default: none)")
@@ -463,7 +467,9 @@ def main(argv: list[str] | None = None) -> None:
         print("RESULT " + json.dumps(measure(CONFIGS[args.one], args, features)))
         return
     if args.memory:
-        args.names, args.updates, args.warmup, args.repeats = ["default"], args.memory, 0, 1
+        # The default configuration, or those --configs names.
+        args.names = ["default"] if args.configs == "all" else args.names
+        args.updates, args.warmup, args.repeats = args.memory, 0, 1
     import torch
 
     # The peaks are measured once, here, before any configuration runs (not inside a loaded child).
@@ -486,10 +492,11 @@ def main(argv: list[str] | None = None) -> None:
             print(f"[{repeat + 1}/{args.repeats}] {name}: {r['real_tokens_per_s']:.0f} real tokens/s, "
                   f"{r['examples_per_s']:.1f} examples/s", flush=True)
     if args.memory:
-        for update, now, peak, *cpu in results[0]["memory"]:
-            # On a CPU: what malloc has handed out (tensors, oneDNN's primitives) and the file-backed pages (code).
-            detail = f" ({cpu[1]:.0f} MB of it file-backed), {cpu[0]:.0f} MB in use (malloc)" if cpu else ""
-            print(f"update {update}: {now:.0f} MB now{detail}, {peak:.0f} MB peak so far")
+        for result in results:
+            for update, now, peak, *cpu in result["memory"]:
+                # On a CPU: what malloc has handed out (tensors, oneDNN's primitives) and the file-backed pages (code).
+                detail = f" ({cpu[1]:.0f} MB of it file-backed), {cpu[0]:.0f} MB in use (malloc)" if cpu else ""
+                print(f"{result['config']} update {update}: {now:.0f} MB now{detail}, {peak:.0f} MB peak so far")
         return
     title = (f"{Path(args.model).name}, {'+'.join(args.tasks)} ({args.rows} rows each), {args.updates} updates, "
              f"{args.device}, {torch.get_num_threads()} threads")

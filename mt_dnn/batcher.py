@@ -207,11 +207,13 @@ class MultiTaskDataset(torch.utils.data.Dataset):
 class Collater:
     """Pads a list of one dataset's items into a ``Batch`` (``collate_fn`` of a DataLoader)."""
 
-    def __init__(self, pad_token_id: int, max_seq_len: int, do_padding: bool = False, keep_samples: bool = False):
+    def __init__(self, pad_token_id: int, max_seq_len: int, do_padding: bool = False, keep_samples: bool = False,
+                 pad_to_multiple_of: int = 1):
         self.pad_token_id = pad_token_id
         self.max_seq_len = max_seq_len
         self.do_padding = do_padding
         self.keep_samples = keep_samples
+        self.pad_to_multiple_of = pad_to_multiple_of
 
     def __call__(self, items: Sequence[Item]) -> Batch:
         """Collate ``items`` (all from one dataset) into padded tensors and labels."""
@@ -228,6 +230,9 @@ class Collater:
         seq_len = max(len(tokens) for tokens, _, _ in rows)
         if self.do_padding:
             seq_len = max(seq_len, self.max_seq_len)
+        if self.pad_to_multiple_of > 1:  # fewer distinct shapes: the allocator and oneDNN's caches reuse more
+            rounded = -(-seq_len // self.pad_to_multiple_of) * self.pad_to_multiple_of
+            seq_len = max(seq_len, min(rounded, self.max_seq_len))
         input_ids = torch.full((len(rows), seq_len), self.pad_token_id, dtype=torch.long)
         token_type_ids = torch.zeros((len(rows), seq_len), dtype=torch.long)
         attention_mask = torch.zeros((len(rows), seq_len), dtype=torch.long)

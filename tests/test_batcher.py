@@ -182,6 +182,22 @@ def test_dynamic_padding_and_fixed_padding():
     assert Collater(0, 32, do_padding=True)(items).input_ids.shape == (3, 59)
 
 
+
+def test_pad_to_multiple_of_rounds_the_length_up_to_max_seq_len():
+    rte = dataset("rte", GLUE["rte"])
+    items = [rte[i] for i in (0, 2, 5)]  # lengths 21, 59, 51
+    plain = Collater(7, 128)(items)
+    batch = Collater(7, 128, pad_to_multiple_of=8)(items)
+    assert batch.input_ids.shape == batch.attention_mask.shape == batch.token_type_ids.shape == (3, 64)
+    assert torch.equal(batch.input_ids[:, :59], plain.input_ids) and batch.input_ids[:, 59:].eq(7).all()
+    assert torch.equal(batch.attention_mask[:, :59], plain.attention_mask) and batch.attention_mask[:, 59:].eq(0).all()
+    assert Collater(7, 60, pad_to_multiple_of=8)(items).input_ids.shape == (3, 60)  # capped at max_seq_len
+    assert Collater(7, 32, pad_to_multiple_of=8)(items).input_ids.shape == (3, 59)  # never cut
+    assert Collater(7, 128, pad_to_multiple_of=1)(items).input_ids.shape == (3, 59)
+    ner = dataset("ner", NER)
+    tagged = Collater(0, 512, pad_to_multiple_of=16)([ner[i] for i in range(4)])
+    assert tagged.labels.shape == tagged.input_ids.shape and tagged.input_ids.shape[1] % 16 == 0
+
 def test_regression_labels_and_soft_labels(tmp_path):
     stsb = dataset("stsb", GLUE["stsb"])
     batch = Collater(0, 128)([stsb[i] for i in range(3)])

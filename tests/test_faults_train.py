@@ -63,6 +63,7 @@ def rte_stsb_run(tiny_model_dir, features_dir, tmp_path_factory) -> Path:
         ("--epochs", "-1", "--epochs must be at least 1, got -1"),
         ("--batch_size", "0", "--batch_size must be at least 1"),
         ("--batch_size_eval", "0", "--batch_size_eval must be at least 1"),
+        ("--pad_to_multiple_of", "0", "--pad_to_multiple_of must be at least 1, got 0"),
         ("--learning_rate", "-1", "--learning_rate must be 0 or more, got -1.0"),
         ("--learning_rate", "nan", "--learning_rate must be 0 or more, got nan"),
         ("--warmup", "2", "--warmup must be a fraction of the run in [0, 1]"),

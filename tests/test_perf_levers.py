@@ -85,8 +85,9 @@ def test_token_budget_run_schedules_its_real_number_of_updates(tiny_model_dir, f
 
 def test_memory_probe_runs_each_tasks_largest_batch_once_and_changes_no_number(tiny_model_dir, features_dir,
                                                                                 tmp_path, monkeypatch):
-    import train as train_module
     from test_train import assert_same_weights
+
+    import train as train_module
 
     flags = ("--precision", "fp32", "--adv_train", "--epochs", "1")
     probed: list[tuple[str, int, int]] = []

@@ -288,6 +288,23 @@ def test_another_seed_trains_differently(tiny_model_dir, features_dir, tmp_path)
     assert not torch.equal(a["bert.encoder.layer.0.output.dense.weight"], b["bert.encoder.layer.0.output.dense.weight"])
 
 
+
+def test_pad_to_multiple_of_pads_the_training_batches(tiny_model_dir, features_dir, tmp_path, monkeypatch):
+    lengths: list[tuple[int, int]] = []
+    collate = Collater.__call__
+
+    def recording(self, items):
+        batch = collate(self, items)
+        lengths.append((self.pad_to_multiple_of, batch.input_ids.shape[1]))
+        return batch
+
+    monkeypatch.setattr(Collater, "__call__", recording)
+    main(train_args(tiny_model_dir, features_dir, tmp_path, "--epochs", "1", "--pad_to_multiple_of", "16", datasets="rte"))
+    trained = [n for multiple, n in lengths if multiple == 16]
+    assert len(trained) >= 3 and all(n % 16 == 0 or n == 64 for n in trained)
+    assert all(multiple == 1 for multiple, _ in lengths if multiple != 16)  # evaluation batches are not rounded
+    assert (tmp_path / "rte_dev_scores_epoch_0.json").is_file()
+
 # ---- --init_checkpoint from a saved run ------------------------------------------------------
 def test_init_checkpoint_from_a_saved_run_contributes_weights(straight, tiny_model_dir, features_dir, tmp_path):
     out = straight("plain")
