@@ -297,7 +297,7 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
         type=int,
         default=1,
         help="pad each training batch to a multiple of this many tokens (at most --max_seq_len): fewer distinct "
-        "batch shapes, so on a CPU the resident memory stays flat across an epoch (bench/README.md), and on a GPU "
+        "batch shapes, so on a CPU the resident memory stops growing once they have been seen (bench/README.md); on a GPU "
         "tensor-core-friendly lengths (e.g. 8); changes the numbers slightly (1: off, the default)",
     )
     model.add_argument(
