@@ -182,7 +182,6 @@ def test_dynamic_padding_and_fixed_padding():
     assert Collater(0, 32, do_padding=True)(items).input_ids.shape == (3, 59)
 
 
-
 def test_pad_to_multiple_of_rounds_the_length_up_to_max_seq_len():
     rte = dataset("rte", GLUE["rte"])
     items = [rte[i] for i in (0, 2, 5)]  # lengths 21, 59, 51
@@ -197,6 +196,7 @@ def test_pad_to_multiple_of_rounds_the_length_up_to_max_seq_len():
     ner = dataset("ner", NER)
     tagged = Collater(0, 512, pad_to_multiple_of=16)([ner[i] for i in range(4)])
     assert tagged.labels.shape == tagged.input_ids.shape and tagged.input_ids.shape[1] % 16 == 0
+
 
 def test_regression_labels_and_soft_labels(tmp_path):
     stsb = dataset("stsb", GLUE["stsb"])

@@ -288,7 +288,6 @@ def test_another_seed_trains_differently(tiny_model_dir, features_dir, tmp_path)
     assert not torch.equal(a["bert.encoder.layer.0.output.dense.weight"], b["bert.encoder.layer.0.output.dense.weight"])
 
 
-
 def test_pad_to_multiple_of_pads_the_training_batches(tiny_model_dir, features_dir, tmp_path, monkeypatch):
     lengths: list[tuple[int, int]] = []
     collate = Collater.__call__
