@@ -56,6 +56,7 @@ from mt_dnn.checkpoint import (
 from mt_dnn.distributed import DistContext, init_distributed, shut_down, use_data_parallel
 from mt_dnn.encode import write_encodings
 from mt_dnn.encoder import encoder_limits, initial_network
+from mt_dnn.host_memory import configure_cpu_allocator
 from mt_dnn.inference import EvalSettings, evaluate, format_metrics, write_eval_outputs
 from mt_dnn.model import MTDNNModel
 from mt_dnn.options import AdvOptions, DataOptions, ModelOptions, TrainOptions, options_to_dict
@@ -124,6 +125,8 @@ def setup(
     if run.threads:
         torch.set_num_threads(run.threads)
     device = torch.device(f"cuda:{ctx.local_rank}" if run.cuda and torch.cuda.is_available() else "cpu")
+    if device.type == "cpu":
+        configure_cpu_allocator(run.cpu_allocator)
     ctx = replace(ctx, data_parallel=use_data_parallel(run.multi_gpu_on, device, ctx))
     task_defs = run_task_defs(task_defs_all, data)
     tokenizer_source, tokenizer = run_tokenizer(run.tokenizer, model_opts.init_checkpoint, model_opts.transformer_cache)

@@ -20,21 +20,22 @@ the configuration's precision with the same threads (a reachable peak, not a dat
 GPU the datasheet dense bf16 rate when the device is known, else the same measurement.
 
 Configurations (``--configs``; ``all`` = every one):
-  naive    batches padded to --max_seq_len, float32, eager attention, per-tensor AdamW loop, shuffled batches
+  naive    batches padded to --max_seq_len, float32, eager attention, per-tensor AdamW loop, shuffled batches,
+           the C library's malloc settings
   hf       bench/hf_reference.py's loop (AutoModelForSequenceClassification per task on one shared encoder,
            DataCollatorWithPadding, torch.optim.AdamW defaults, float32) on the same batches
   default  train.py's defaults: length-grouped batches, --precision auto, --attn_implementation auto (eager
-           on a CPU, SDPA on a GPU), Adamax (the paper's optimizer) in cache-sized blocks, 2 loader workers
+           on a CPU, SDPA on a GPU), Adamax (the paper's optimizer) in cache-sized blocks, 2 loader workers,
+           --cpu_allocator keep
   adamw    the default with fused AdamW (the HF loop's optimizer: the like-for-like comparison)
-  fp32 / no_group / sdpa / adamax_whole / workers0   the default with one lever switched back (adamax_whole:
-           Adamax's passes over whole tensors); loop_adamw: adamw with the per-tensor loop
+  fp32 / no_group / sdpa / adamax_whole / workers0 / system   the default with one lever switched back (adamax_whole:
+           Adamax's passes over whole tensors; system: --cpu_allocator system); loop_adamw: adamw with the per-tensor loop
   tokens   the default with token-budget batches (--batch_size 64 --max_tokens_per_batch 2048)
   compile / grad_ckpt / threads1   the default with --compile, --gradient_checkpointing, --threads 1
 """
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import subprocess
@@ -70,13 +71,15 @@ class Config:
     gradient_checkpointing: bool = False
     threads: int = 0
     pad_to_multiple_of: int = 1
+    cpu_allocator: str = "keep"
 
 
 DEFAULT = Config("default")  # train.py's defaults
 CONFIGS = {
     "naive": Config("naive", precision="fp32", do_padding=True, group_by_length=False, attn_implementation="eager",
-                    optimizer="adamw", fused=False, workers=0),
-    "hf": Config("hf", loop="hf", precision="fp32", group_by_length=False, optimizer="adamw", fused=False, workers=0),
+                    optimizer="adamw", fused=False, workers=0, cpu_allocator="system"),
+    "hf": Config("hf", loop="hf", precision="fp32", group_by_length=False, optimizer="adamw", fused=False, workers=0,
+                 cpu_allocator="system"),
     "default": DEFAULT,
     "adamw": replace(DEFAULT, name="adamw", optimizer="adamw"),
     "fp32": replace(DEFAULT, name="fp32", precision="fp32"),
@@ -90,6 +93,7 @@ CONFIGS = {
     "grad_ckpt": replace(DEFAULT, name="grad_ckpt", gradient_checkpointing=True),
     "threads1": replace(DEFAULT, name="threads1", threads=1),
     "pad8": replace(DEFAULT, name="pad8", pad_to_multiple_of=8),
+    "system": replace(DEFAULT, name="system", cpu_allocator="system"),
 }
 QUICK = ("naive", "hf", "default")
 
@@ -147,23 +151,14 @@ def rss_mb() -> tuple[float, float]:
     return now, peak
 
 
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in
-                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
-
-
 def malloc_in_use_mb() -> float:
-    """Bytes the C allocator has handed out and not yet been given back, in MB (glibc's ``mallinfo2``:
-    heap blocks in use plus mmapped blocks). Unlike the RSS it leaves out freed memory the allocator keeps:
-    the CPU's counterpart of ``torch.cuda.memory_allocated`` (tensors, and oneDNN's cached primitives).
-    NaN where the C library has no ``mallinfo2``."""
-    try:
-        mallinfo2 = ctypes.CDLL(None).mallinfo2
-    except (OSError, AttributeError):
-        return float("nan")
-    mallinfo2.restype = _MallInfo2
-    info = mallinfo2()
-    return (info.uordblks + info.hblkhd) / 2**20
+    """Bytes glibc's malloc has handed out and not yet been given back, in MB (``mallinfo2``: heap blocks in use
+    plus mmapped blocks). Unlike the RSS it leaves out freed memory the allocator keeps: the CPU's counterpart
+    of ``torch.cuda.memory_allocated`` (tensors, and oneDNN's cached primitives). NaN without glibc 2.33+."""
+    from mt_dnn.host_memory import malloc_stats
+
+    stats = malloc_stats()
+    return stats.in_use_mb if stats is not None else float("nan")
 
 
 def non_embedding_parameters(encoder: Any) -> int:
@@ -263,6 +258,10 @@ def measure(cfg: Config, args: argparse.Namespace, features: Path) -> dict[str, 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = torch.device("cuda" if args.device == "cuda" else "cpu")
+    if device.type == "cpu":  # as train.py; the HF loop and the naive path keep the C library's defaults
+        from mt_dnn.host_memory import configure_cpu_allocator
+
+        configure_cpu_allocator(cfg.cpu_allocator)
     torch.manual_seed(2018)
     total = args.warmup + args.updates
     memory: list[tuple[int, float]] = []
@@ -474,7 +473,11 @@ def main(argv: list[str] | None = None) -> None:
 
     # The peaks are measured once, here, before any configuration runs (not inside a loaded child).
     device = torch.device(args.device)
-    peaks = {precision: device_peak(device, precision) for precision in ("fp32", "bf16", "fp16")}
+    from mt_dnn.options import resolve_precision
+
+    # Only the precisions the configurations run in (a float16 product is slow where the CPU has no float16 unit).
+    precisions = sorted({resolve_precision(CONFIGS[name].precision, device.type) for name in args.names})
+    peaks = {precision: device_peak(device, precision) for precision in precisions}
     results = []
     for repeat in range(args.repeats):
         for name in args.names:

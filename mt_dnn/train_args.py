@@ -18,6 +18,7 @@ import torch
 
 from data_utils.errors import MTDNNInputError
 from mt_dnn.checkpoint import RESUME_FILE
+from mt_dnn.host_memory import CPU_ALLOCATORS
 from mt_dnn.optim import check_scheduler_type, optimizer_factory
 from mt_dnn.options import (
     PRECISIONS,
@@ -484,6 +485,14 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
         "one per physical core (default: 0)",
     )
     train.add_argument(
+        "--cpu_allocator",
+        choices=CPU_ALLOCATORS,
+        default="keep",
+        help="on a CPU run: 'keep' has glibc's malloc keep freed memory for reuse, so each update's large buffers "
+        "(the word-embedding gradient) are not mapped and zero-filled anew by the kernel; the numbers are the same. "
+        "'system' leaves the C library's defaults (default: keep; no effect on a GPU or without glibc)",
+    )
+    train.add_argument(
         "--precision",
         choices=PRECISIONS,
         default="auto",
@@ -592,6 +601,7 @@ class RunOptions:
     fsdp: bool = False
     compile: bool = False
     threads: int = 0
+    cpu_allocator: str = "keep"
 
 
 def _pick(cls: type, args: argparse.Namespace, **overrides: Any) -> Any:
