@@ -314,6 +314,11 @@ def measure(cfg: Config, args: argparse.Namespace, features: Path) -> dict[str, 
 
     n_params = non_embedding_parameters(encoder)
     layers, hidden = encoder.config.num_hidden_layers, encoder.config.hidden_size
+    # On a CPU, malloc's bytes in use at the end of each forward (every activation the backward needs is alive):
+    # the counterpart of torch.cuda.max_memory_allocated, which the RSS is not (it keeps what malloc keeps).
+    forward_peak = [0.0]
+    if args.memory_every and device.type == "cpu":
+        encoder.register_forward_hook(lambda *_: forward_peak.__setitem__(0, max(forward_peak[0], malloc_in_use_mb())))
     started = 0.0
     for update in range(1, total + 1):
         if update == args.warmup + 1:
@@ -327,7 +332,8 @@ def measure(cfg: Config, args: argparse.Namespace, features: Path) -> dict[str, 
             stats["padded"] += mask.numel()
             stats["sq"] += float((lengths**2).sum())
         if args.memory_every and update % args.memory_every == 0:
-            memory.append((update, *(rss_mb() + (malloc_in_use_mb(), *_proc_status_mb("RssFile")) if device.type == "cpu" else
+            memory.append((update, *(rss_mb() + (malloc_in_use_mb(), *_proc_status_mb("RssFile"), forward_peak[0])
+                                     if device.type == "cpu" else
                                       (torch.cuda.memory_allocated() / 2**20, torch.cuda.max_memory_allocated() / 2**20))))
     sync()
     elapsed = time.perf_counter() - started
@@ -498,7 +504,8 @@ def main(argv: list[str] | None = None) -> None:
         for result in results:
             for update, now, peak, *cpu in result["memory"]:
                 # On a CPU: what malloc has handed out (tensors, oneDNN's primitives) and the file-backed pages (code).
-                detail = f" ({cpu[1]:.0f} MB of it file-backed), {cpu[0]:.0f} MB in use (malloc)" if cpu else ""
+                detail = (f" ({cpu[1]:.0f} MB of it file-backed), {cpu[0]:.0f} MB in use (malloc; {cpu[2]:.0f} MB at the end "
+                          "of a forward, the most so far)" if cpu else "")
                 print(f"{result['config']} update {update}: {now:.0f} MB now{detail}, {peak:.0f} MB peak so far")
         return
     title = (f"{Path(args.model).name}, {'+'.join(args.tasks)} ({args.rows} rows each), {args.updates} updates, "
