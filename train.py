@@ -125,8 +125,6 @@ def setup(
     if run.threads:
         torch.set_num_threads(run.threads)
     device = torch.device(f"cuda:{ctx.local_rank}" if run.cuda and torch.cuda.is_available() else "cpu")
-    if device.type == "cpu":
-        configure_cpu_allocator(run.cpu_allocator)
     ctx = replace(ctx, data_parallel=use_data_parallel(run.multi_gpu_on, device, ctx))
     task_defs = run_task_defs(task_defs_all, data)
     tokenizer_source, tokenizer = run_tokenizer(run.tokenizer, model_opts.init_checkpoint, model_opts.transformer_cache)
@@ -163,6 +161,8 @@ def setup(
     model = MTDNNModel.for_run(network, task_defs, train_opts, adv_opts, sampler.total_batches(train_opts.epochs), device, ctx)
     eval_settings = EvalSettings.of_run(model_opts, train_opts, device, ctx)
     preflight(model, train_sets, train_loader.collate_fn, list(eval_sets.values()), eval_collater, data, eval_settings)
+    if device.type == "cpu":  # once every check has passed: a failing run's only line is its error
+        configure_cpu_allocator(run.cpu_allocator)
     config = {
         "run": options_to_dict(run),
         "data": options_to_dict(data),
