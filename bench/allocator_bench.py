@@ -6,7 +6,8 @@ between rounds, so a noisy machine slows both sides alike.
 
 MiniLM, the GLUE mixture of bench/train_bench.py (its cached features; run that once first), train.py's
 defaults otherwise. glibc's settings apply to later allocations only, so one process can switch back and
-forth: 'keep' (mmap off, no trimming) and the C library's defaults (mmap for large blocks, trimming at 128 KB).
+forth: 'keep' (mmap off, no trimming) and the steady state of the C library's defaults (mmap above 32 MB, trimming
+above 64 MB; see ``use_system_defaults``).
 Also times the word embedding's backward alone (its gradient is the largest block an update asks for).
 """
 from __future__ import annotations
@@ -24,15 +25,18 @@ sys.path.insert(0, str(REPO))
 from bench.train_bench import CONFIGS, SHARED, build_mtdnn  # noqa: E402
 from mt_dnn.host_memory import keep_freed_memory  # noqa: E402
 
-# glibc's defaults (mallopt(3)): at most 65,536 mmapped blocks, trim the heap's top above 128 KB.
-_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4
 
 
 def use_system_defaults() -> None:
-    """Back to glibc's defaults (mmap for large blocks, trimming)."""
+    """glibc's defaults as a training process settles into them: mmap allowed (65,536 blocks), the dynamic mmap
+    threshold at its ceiling (32 MB: it rises to the largest mapped block freed) and the trim threshold at twice
+    that. Once mallopt has set a threshold glibc stops adjusting it, so this is the steady state the defaults reach,
+    their most favourable one here: fewer blocks mapped than while the threshold is still rising."""
     libc = ctypes.CDLL(None)
     libc.mallopt(_M_MMAP_MAX, 65536)
-    libc.mallopt(_M_TRIM_THRESHOLD, 128 * 1024)
+    libc.mallopt(_M_MMAP_THRESHOLD, 32 * 2**20)
+    libc.mallopt(_M_TRIM_THRESHOLD, 64 * 2**20)
 
 
 def switch(setting: str) -> None:
