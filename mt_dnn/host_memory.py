@@ -5,7 +5,7 @@ kernel and gives them back on ``free``. A training update frees and asks again f
 blocks every time — the word-embedding gradient alone is vocabulary × hidden floats (47 MB for
 MiniLM, 94 MB for bert-base) — so each update the kernel maps, page-faults and zero-fills them anew
 and unmaps them after the step (MiniLM on 2 cores: the word embedding's backward takes 19 ms so,
-3 ms with ``keep``; an update 4–10 % faster across processes, bench/README.md).
+3 ms with ``keep``; an update 4–17 % faster, bench/README.md).
 ``keep`` has malloc serve every block from its heap and keep what is freed there, so the next update
 reuses the same pages. Only where memory comes from changes: no number does. The memory freed stays
 with the process until it exits (the resident size stays at its high-water mark).
