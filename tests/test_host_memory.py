@@ -9,7 +9,7 @@ import sys
 import textwrap
 
 import pytest
-from test_train import REPO, assert_same_weights, train_args
+from test_train import REPO, assert_same_weights, run_cli_process, train_args
 
 from mt_dnn.host_memory import configure_cpu_allocator, malloc_stats
 
@@ -62,9 +62,9 @@ def test_train_runs_with_either_setting_to_the_same_weights(tiny_model_dir, feat
         out = tmp_path / choice
         args = train_args(tiny_model_dir, features_dir, out, "--epochs", "1", "--cpu_allocator", choice,
                           "--precision", "fp32")
-        done = subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=REPO, capture_output=True, text=True,
-                              env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)})
-        assert done.returncode == 0, done.stderr[-2000:]
+        process = run_cli_process(*args)
+        _, stderr = process.communicate()
+        assert process.returncode == 0, stderr[-2000:]
         runs[choice] = out
         assert json.loads((out / "config.json").read_text())["run"]["cpu_allocator"] == choice
     log = (runs["keep"] / "mt-dnn-train.log").read_text(encoding="utf-8")
