@@ -56,7 +56,7 @@ from mt_dnn.checkpoint import (
 from mt_dnn.distributed import DistContext, init_distributed, shut_down, use_data_parallel
 from mt_dnn.encode import write_encodings
 from mt_dnn.encoder import encoder_limits, initial_network
-from mt_dnn.host_memory import configure_cpu_allocator
+from mt_dnn.host_memory import bound_primitive_caches, configure_cpu_allocator
 from mt_dnn.inference import EvalSettings, evaluate, format_metrics, write_eval_outputs
 from mt_dnn.model import MTDNNModel
 from mt_dnn.options import AdvOptions, DataOptions, ModelOptions, TrainOptions, options_to_dict
@@ -126,6 +126,8 @@ def setup(
         torch.set_num_threads(run.threads)
     device = torch.device(f"cuda:{ctx.local_rank}" if run.cuda and torch.cuda.is_available() else "cpu")
     ctx = replace(ctx, data_parallel=use_data_parallel(run.multi_gpu_on, device, ctx))
+    # Before the first matrix product: oneDNN and ideep read their cache capacities once.
+    primitive_caches = bound_primitive_caches(run.cpu_primitive_cache) if device.type == "cpu" else {}
     task_defs = run_task_defs(task_defs_all, data)
     tokenizer_source, tokenizer = run_tokenizer(run.tokenizer, model_opts.init_checkpoint, model_opts.transformer_cache)
     network = initial_network(model_opts, task_defs, tokenizer.sep_token_id, run.resume)
@@ -163,6 +165,8 @@ def setup(
     preflight(model, train_sets, train_loader.collate_fn, list(eval_sets.values()), eval_collater, data, eval_settings)
     if device.type == "cpu":  # once every check has passed: a failing run's only line is its error
         configure_cpu_allocator(run.cpu_allocator)
+        logger.info("CPU primitive caches (--cpu_primitive_cache): %s",
+                    ", ".join(f"{name}={value}" for name, value in primitive_caches.items()))
     config = {
         "run": options_to_dict(run),
         "data": options_to_dict(data),

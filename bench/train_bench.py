@@ -21,15 +21,16 @@ GPU the datasheet dense bf16 rate when the device is known, else the same measur
 
 Configurations (``--configs``; ``all`` = every one):
   naive    batches padded to --max_seq_len, float32, eager attention, per-tensor AdamW loop, shuffled batches,
-           the C library's malloc settings
+           the C library's malloc settings, the kernel libraries' primitive caches (1,024 entries)
   hf       bench/hf_reference.py's loop (AutoModelForSequenceClassification per task on one shared encoder,
-           DataCollatorWithPadding, torch.optim.AdamW defaults, float32) on the same batches
+           DataCollatorWithPadding, torch.optim.AdamW defaults, float32) on the same batches; the libraries' defaults
   default  train.py's defaults: length-grouped batches, --precision auto, --attn_implementation auto (eager
            on a CPU, SDPA on a GPU), Adamax (the paper's optimizer) in cache-sized blocks, 2 loader workers,
-           --cpu_allocator keep
+           --cpu_allocator keep, --cpu_primitive_cache 64
   adamw    the default with fused AdamW (the HF loop's optimizer: the like-for-like comparison)
-  fp32 / no_group / sdpa / adamax_whole / workers0 / system   the default with one lever switched back (adamax_whole:
-           Adamax's passes over whole tensors; system: --cpu_allocator system); loop_adamw: adamw with the per-tensor loop
+  fp32 / no_group / sdpa / adamax_whole / workers0 / system / cache1024   the default with one lever switched back
+           (adamax_whole: Adamax's passes over whole tensors; system: --cpu_allocator system; cache1024:
+           --cpu_primitive_cache 1024); loop_adamw: adamw with the per-tensor loop
   tokens   the default with token-budget batches (--batch_size 64 --max_tokens_per_batch 2048)
   compile / grad_ckpt / threads1   the default with --compile, --gradient_checkpointing, --threads 1
 """
@@ -72,14 +73,15 @@ class Config:
     threads: int = 0
     pad_to_multiple_of: int = 1
     cpu_allocator: str = "keep"
+    primitive_cache: int = 64  # --cpu_primitive_cache (1024: the kernel libraries' own capacity)
 
 
 DEFAULT = Config("default")  # train.py's defaults
 CONFIGS = {
     "naive": Config("naive", precision="fp32", do_padding=True, group_by_length=False, attn_implementation="eager",
-                    optimizer="adamw", fused=False, workers=0, cpu_allocator="system"),
+                    optimizer="adamw", fused=False, workers=0, cpu_allocator="system", primitive_cache=1024),
     "hf": Config("hf", loop="hf", precision="fp32", group_by_length=False, optimizer="adamw", fused=False, workers=0,
-                 cpu_allocator="system"),
+                 cpu_allocator="system", primitive_cache=1024),
     "default": DEFAULT,
     "adamw": replace(DEFAULT, name="adamw", optimizer="adamw"),
     "fp32": replace(DEFAULT, name="fp32", precision="fp32"),
@@ -94,6 +96,7 @@ CONFIGS = {
     "threads1": replace(DEFAULT, name="threads1", threads=1),
     "pad8": replace(DEFAULT, name="pad8", pad_to_multiple_of=8),
     "system": replace(DEFAULT, name="system", cpu_allocator="system"),
+    "cache1024": replace(DEFAULT, name="cache1024", primitive_cache=1024),
 }
 QUICK = ("naive", "hf", "default")
 
@@ -258,10 +261,11 @@ def measure(cfg: Config, args: argparse.Namespace, features: Path) -> dict[str, 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = torch.device("cuda" if args.device == "cuda" else "cpu")
-    if device.type == "cpu":  # as train.py; the HF loop and the naive path keep the C library's defaults
-        from mt_dnn.host_memory import configure_cpu_allocator
+    if device.type == "cpu":  # as train.py; the HF loop and the naive path keep the libraries' defaults
+        from mt_dnn.host_memory import bound_primitive_caches, configure_cpu_allocator
 
         configure_cpu_allocator(cfg.cpu_allocator)
+        bound_primitive_caches(cfg.primitive_cache)
     torch.manual_seed(2018)
     total = args.warmup + args.updates
     memory: list[tuple[int, float]] = []

@@ -1,4 +1,5 @@
-"""Where a CPU run's memory comes from: the C allocator's handling of freed blocks (``--cpu_allocator``).
+"""Where a CPU run's memory goes: the C allocator's handling of freed blocks (``--cpu_allocator``) and the
+caches of matrix-product kernels (``--cpu_primitive_cache``).
 
 glibc's malloc serves a block above its mmap threshold (32 MB at most) with fresh pages from the
 kernel and gives them back on ``free``. A training update frees and asks again for the same large
@@ -9,17 +10,29 @@ and unmaps them after the step (MiniLM on 2 cores: the word embedding's backward
 ``keep`` has malloc serve every block from its heap and keep what is freed there, so the next update
 reuses the same pages. Only where memory comes from changes: no number does. The memory freed stays
 with the process until it exits (the resident size stays at its high-water mark).
+
+On a CPU, bfloat16 matrix products go through oneDNN, which builds a primitive (a compiled kernel with
+its buffers) for every shape it is given and caches it — twice: in oneDNN's own primitive cache and in
+ideep's (PyTorch's oneDNN layer) LRU cache, 1,024 entries each by default. Batches of varying length
+bring new shapes for a whole pass over the data, so the caches grow by hundreds of MB over the first
+epoch (MiniLM: 357 → 846 MB in use between updates) and the memory peak climbs with them.
+``--cpu_primitive_cache N`` caps both at N entries; an update of one batch length needs a few dozen,
+so 64 costs no speed (bench/README.md). Kernels rebuilt give the same numbers.
 """
 from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import sys
 from dataclasses import dataclass
 
 logger = logging.getLogger("mt_dnn")
 
 CPU_ALLOCATORS = ("keep", "system")
+# oneDNN's primitive cache and ideep's LRU cache: each reads its capacity from the environment when a
+# process first builds a primitive.
+PRIMITIVE_CACHE_VARIABLES = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")
 
 # mallopt(3) parameters (glibc's malloc.h).
 _M_TRIM_THRESHOLD = -1
@@ -89,3 +102,16 @@ def configure_cpu_allocator(choice: str) -> None:
         logger.info("CPU allocator: malloc keeps freed memory for reuse (--cpu_allocator keep)")
     else:
         logger.info("CPU allocator: the C library's defaults (--cpu_allocator keep needs Linux with glibc)")
+
+
+def bound_primitive_caches(capacity: int) -> dict[str, str]:
+    """Cap oneDNN's and ideep's primitive caches at ``capacity`` entries each (``--cpu_primitive_cache``).
+
+    Effective only before this process's first oneDNN product (the libraries read the setting once); a
+    variable the user has set already is left as it is. Returns each variable's value in force.
+    """
+    if capacity < 1:  # ideep's cache with no room crashes the process at the first product
+        raise ValueError(f"a primitive cache needs room for at least 1 entry, not {capacity}")
+    for name in PRIMITIVE_CACHE_VARIABLES:
+        os.environ.setdefault(name, str(capacity))
+    return {name: os.environ[name] for name in PRIMITIVE_CACHE_VARIABLES}

@@ -493,6 +493,15 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
         "'system' leaves the C library's defaults (default: keep; no effect on a GPU or without glibc)",
     )
     train.add_argument(
+        "--cpu_primitive_cache",
+        type=int,
+        default=64,
+        help="on a CPU run: entries kept in each of oneDNN's and ideep's caches of matrix-product kernels, one "
+        "per shape; the libraries' 1,024 let them grow by hundreds of MB over the first pass as batch lengths "
+        "vary. An update needs a few dozen (at least 1: ideep crashes without a cache). The numbers are the same; "
+        "$ONEDNN_PRIMITIVE_CACHE_CAPACITY and $LRU_CACHE_CAPACITY win when set (default: 64)",
+    )
+    train.add_argument(
         "--precision",
         choices=PRECISIONS,
         default="auto",
@@ -602,6 +611,7 @@ class RunOptions:
     compile: bool = False
     threads: int = 0
     cpu_allocator: str = "keep"
+    cpu_primitive_cache: int = 64
 
 
 def _pick(cls: type, args: argparse.Namespace, **overrides: Any) -> Any:
@@ -615,6 +625,7 @@ def _pick(cls: type, args: argparse.Namespace, **overrides: Any) -> Any:
 _AT_LEAST_ONE = (
     "epochs", "batch_size", "batch_size_eval", "log_per_updates", "save_per_updates", "grad_accumulation_step",
     "answer_num_turn", "answer_att_hidden_size", "max_answer_len", "bin_size", "adv_k", "pad_to_multiple_of",
+    "cpu_primitive_cache",
 )
 _NOT_NEGATIVE = (
     "log_every_seconds", "keep_last",
