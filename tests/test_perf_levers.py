@@ -106,6 +106,37 @@ def test_memory_probe_runs_each_tasks_largest_batch_once_and_changes_no_number(t
     assert_same_weights(tmp_path / "probed" / "model_0.pt", tmp_path / "plain" / "model_0.pt")
 
 
+def saved_for_backward_bytes(encoder: torch.nn.Module, attention_mask: torch.Tensor) -> int:
+    """Bytes of the distinct tensors the encoder's forward keeps for its backward, under bfloat16 autocast."""
+    saved: dict[int, int] = {}
+
+    def keep(tensor: torch.Tensor) -> torch.Tensor:
+        saved[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    ids = torch.full(attention_mask.shape, 5)
+    with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor), torch.autocast("cpu", torch.bfloat16):
+        encoder(input_ids=ids, attention_mask=attention_mask)
+    return sum(saved.values())
+
+
+def test_the_memory_probe_runs_a_padded_batch_which_keeps_more_than_an_unpadded_one(tiny_model_dir):
+    from mt_dnn.run_setup import with_padding
+
+    lengths = [128, 40, 128, 128, 90, 128, 7]
+    assert with_padding([(2, 0), (2, 2), (2, 3)], lengths) == [(2, 0), (2, 2), (2, 4)]  # 90: longest of the shorter
+    assert with_padding([(2, 0), (2, 1)], lengths) == [(2, 0), (2, 1)]  # padded already
+    assert with_padding([(2, 0)], lengths) == [(2, 0)]  # one example has no padding
+    assert with_padding([(0, 0), (0, 1)], [5, 5]) == [(0, 0), (0, 1)]  # nothing shorter
+    # Why: under bfloat16 autocast the same shape with padding keeps more for the backward (one float32
+    # batch × heads × length² tensor per layer: the masked attention scores).
+    encoder = load_encoder(ModelOptions(init_checkpoint=str(tiny_model_dir), attn_implementation="eager")).train()
+    full = torch.ones(4, 32, dtype=torch.long)
+    padded = full.clone()
+    padded[-1, -1] = 0
+    assert saved_for_backward_bytes(encoder, padded) > saved_for_backward_bytes(encoder, full)
+
+
 def test_a_batch_that_does_not_fit_fails_at_update_one_with_one_line(tiny_model_dir, features_dir, tmp_path,
                                                                      monkeypatch):
     import train as train_module
