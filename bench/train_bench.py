@@ -421,7 +421,7 @@ def plot(results: list[dict[str, Any]], path: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(names)), 3.6))
     ax.bar(names, values, color=["#999999" if n in ("naive", "hf") else "#3b6ea5" for n in names])
     ax.set_ylabel("real tokens / s")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title.replace(", ", ",\n", 1) if len(title) > 60 else title, fontsize=9)  # two lines: not clipped
     ax.tick_params(axis="x", rotation=45)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
