@@ -43,10 +43,10 @@ def main(argv: list[str] | None = None) -> None:
         return params
 
     optimizers = {}
-    for name in ("adamax (blocks)", "adamax (whole tensors)", "adamw (fused)", "adamw (per-tensor loop)"):
+    for name in ("adamax (compiled)", "adamax (blocks)", "adamax (whole tensors)", "adamw (fused)", "adamw (per-tensor loop)"):
         params = copies()
         if name.startswith("adamax"):
-            opt = Adamax([{"params": params, "weight_decay": 0.01}], lr=1e-4)
+            opt = Adamax([{"params": params, "weight_decay": 0.01}], lr=1e-4, compiled="compiled" in name)
             opt.cpu_block_elements = opt.cpu_block_elements if "blocks" in name else 0
         else:
             opt = torch.optim.AdamW(params, lr=1e-4, fused="fused" in name, foreach=False if "loop" in name else None)

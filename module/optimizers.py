@@ -7,9 +7,17 @@
 with no bias correction. ``AdamaxW`` is the later bias-corrected variant with decoupled weight
 decay; with weight_decay 0 it takes the same steps as ``torch.optim.Adamax``.
 Learning-rate schedules are applied from outside (torch LR schedulers write ``group["lr"]``).
+
+Two ways to run a step: eager multi-tensor passes (the default; on a CPU in cache-sized blocks), or,
+with ``compiled=True`` on a CPU, one ``torch.compile``-generated loop per tensor that reads each
+element of the parameter, gradient and state once (``--optimizer_kernel``, bench/README.md). The
+compiled loop computes the same formula; the compiler may fuse a multiply and an add, so its numbers
+can differ from the eager passes in the last bit of an element.
 """
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -24,6 +32,8 @@ from torch.optim import Optimizer
 CPU_BLOCK_ELEMENTS = 1 << 18
 
 Row = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]  # param, grad, exp_avg, exp_inf, step
+
+logger = logging.getLogger(__name__)
 
 
 def _check_hyperparameters(lr: float, betas: tuple[float, float], eps: float, weight_decay: float) -> None:
@@ -61,8 +71,50 @@ def cache_blocks(rows: list[Row], block: int) -> Iterator[list[Row]]:
         yield pending
 
 
+def _moments_in_place(grad: torch.Tensor, exp_avg: torch.Tensor, exp_inf: torch.Tensor, beta1: torch.Tensor,
+                      one_minus_beta1: torch.Tensor, beta2: torch.Tensor, eps: torch.Tensor) -> None:
+    """m ← β1·m + (1 − β1)·g and u ← max(β2·u, |g| + eps) on one tensor (the compiled kernels' shared part)."""
+    exp_avg.mul_(beta1).add_(grad * one_minus_beta1)
+    torch.maximum(exp_inf.mul_(beta2), grad.abs() + eps, out=exp_inf)
+
+
+def _adamax_kernel(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, exp_inf: torch.Tensor,
+                   beta1: torch.Tensor, one_minus_beta1: torch.Tensor, beta2: torch.Tensor, eps: torch.Tensor,
+                   lr: torch.Tensor, weight_decay: torch.Tensor) -> None:
+    """``Adamax``'s step on one tensor: p ← p − lr·(m / (u + eps) + wd·p)."""
+    _moments_in_place(grad, exp_avg, exp_inf, beta1, one_minus_beta1, beta2, eps)
+    param.sub_(lr * (exp_avg / (exp_inf + eps) + weight_decay * param))
+
+
+def _adamaxw_kernel(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, exp_inf: torch.Tensor,
+                    beta1: torch.Tensor, one_minus_beta1: torch.Tensor, beta2: torch.Tensor, eps: torch.Tensor,
+                    decay: torch.Tensor, step_size: torch.Tensor) -> None:
+    """``AdamaxW``'s step on one tensor: p ← p·(1 − lr·wd), then p ← p − lr / (1 − β1^t) · m / u."""
+    param.mul_(decay)
+    _moments_in_place(grad, exp_avg, exp_inf, beta1, one_minus_beta1, beta2, eps)
+    param.add_(step_size * (exp_avg / exp_inf))
+
+
+_COMPILED: dict[Callable[..., None], Callable[..., None]] = {}
+
+
+def compiled_kernel(kernel: Callable[..., None]) -> Callable[..., None]:
+    """``kernel`` compiled once per process for tensors of any length (``dynamic``: one loop for every size)."""
+    if kernel not in _COMPILED:
+        _COMPILED[kernel] = torch.compile(kernel, dynamic=True, fullgraph=True)
+    return _COMPILED[kernel]
+
+
+def _scalar(value: float) -> torch.Tensor:
+    """A hyper-parameter as a 0-dim float32 tensor: the compiled loop takes it as an input, not a constant
+    (a new learning rate must not recompile)."""
+    return torch.tensor(value, dtype=torch.float32)
+
+
 class _AdamaxBase(Optimizer):
     """Shared bookkeeping: hyper-parameters, closures, each group's parameters with gradients and state."""
+
+    _kernel: Callable[..., None]  # the variant's one-tensor step, compiled under ``compiled=True``
 
     def __init__(
         self,
@@ -71,10 +123,15 @@ class _AdamaxBase(Optimizer):
         betas: tuple[float, float],
         eps: float,
         weight_decay: float,
+        compiled: bool = False,
     ):
         _check_hyperparameters(lr, betas, eps, weight_decay)
         super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay})
         self.cpu_block_elements = CPU_BLOCK_ELEMENTS  # 0: whole tensors on a CPU too (bench/train_bench.py's on/off)
+        # Whether CPU float32 tensors take the compiled one-pass kernel; it turns False (with a warning) when
+        # the kernel cannot be compiled here, and the eager passes run instead.
+        self.compiled = compiled
+        self._compiled_ready = False
 
     def _group_tensors(self, group: dict[str, Any]) -> tuple[list[torch.Tensor], ...]:
         """Parameters that have a gradient, their gradients, first moments and infinity norms."""
@@ -130,6 +187,10 @@ class _AdamaxBase(Optimizer):
             if not params:
                 continue
             rows = list(zip(params, grads, exp_avgs, exp_infs, [self.state[p]["step"] for p in params]))
+            if self.compiled and self._compiled_kernel_ready():
+                rows = self._compiled_step(group, rows)
+            if not rows:
+                continue
             blocked = params[0].device.type == "cpu" and self.cpu_block_elements > 0
             beta1, beta2 = group["betas"]
             for block in cache_blocks(rows, self.cpu_block_elements) if blocked else [rows]:
@@ -142,9 +203,55 @@ class _AdamaxBase(Optimizer):
     def _before_moments(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
         """Hook for work on the parameters before the moments change (decoupled weight decay)."""
 
+    def _compiled_kernel_ready(self) -> bool:
+        """Compile the kernel on first use (for every length, on throwaway tensors); False if it cannot be built."""
+        if not self._compiled_ready:
+            started = time.perf_counter()
+            try:
+                kernel = compiled_kernel(type(self)._kernel)
+                # Lengths of two and more share one loop, a length of one gets its own. The compiler sizes the loop's
+                # threading by the first length it sees: a large one, so that big tensors are split over the threads.
+                for length in (1 << 20, 1):
+                    tensors = [torch.ones(length) for _ in range(4)]
+                    kernel(*tensors, *(_scalar(0.5) for _ in range(6)))
+            except Exception as err:  # no C++ compiler, an unsupported platform: the eager passes still work
+                logger.warning("compiled %s step unavailable (%s); using the eager passes",
+                               type(self).__name__, str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
+                self.compiled = False
+                return False
+            self._compiled_ready = True
+            logger.info("%s: compiled update kernel ready in %.1f s (--optimizer_kernel)", type(self).__name__,
+                        time.perf_counter() - started)
+        return True
+
+    def _compiled_step(self, group: dict[str, Any], rows: list[Row]) -> list[Row]:
+        """Step the rows the compiled kernel takes (plain contiguous CPU float32 tensors); return the others."""
+        kernel = compiled_kernel(type(self)._kernel)
+        beta1, beta2 = group["betas"]
+        shared = [_scalar(beta1), _scalar(1.0 - beta1), _scalar(beta2), _scalar(group["eps"])]
+        per_step: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        rest = []
+        for row in rows:
+            tensors, step = row[:4], row[4]
+            if all(type(t.data) is torch.Tensor and t.device.type == "cpu" and t.dtype == torch.float32
+                   and t.is_contiguous() for t in tensors):
+                if step not in per_step:
+                    per_step[step] = self._kernel_scalars(group, step)
+                # Detached flat views: the same storage, and one compiled loop whatever the shape.
+                kernel(*(t.detach().view(-1) for t in tensors), *shared, *per_step[step])
+            else:
+                rest.append(row)
+        return rest
+
+    def _kernel_scalars(self, group: dict[str, Any], step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The variant's two last kernel arguments for a tensor at ``step``."""
+        raise NotImplementedError
+
 
 class Adamax(_AdamaxBase):
     """BERT-style Adamax of MT-DNN v0.1: no bias correction, weight decay added to the update."""
+
+    _kernel = _adamax_kernel
 
     def __init__(
         self,
@@ -153,8 +260,12 @@ class Adamax(_AdamaxBase):
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-6,
         weight_decay: float = 0.01,
+        compiled: bool = False,
     ):
-        super().__init__(params, lr, betas, eps, weight_decay)
+        super().__init__(params, lr, betas, eps, weight_decay, compiled)
+
+    def _kernel_scalars(self, group: dict[str, Any], step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return _scalar(group["lr"]), _scalar(group["weight_decay"])
 
     def _update_group(self, group: dict[str, Any], params: list[torch.Tensor], exp_avgs: list[torch.Tensor],
                       exp_infs: list[torch.Tensor], steps: list[int]) -> None:
@@ -168,6 +279,8 @@ class Adamax(_AdamaxBase):
 class AdamaxW(_AdamaxBase):
     """Adamax with bias correction of the first moment and decoupled (AdamW-style) weight decay."""
 
+    _kernel = _adamaxw_kernel
+
     def __init__(
         self,
         params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
@@ -175,8 +288,12 @@ class AdamaxW(_AdamaxBase):
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         weight_decay: float = 0.01,
+        compiled: bool = False,
     ):
-        super().__init__(params, lr, betas, eps, weight_decay)
+        super().__init__(params, lr, betas, eps, weight_decay, compiled)
+
+    def _kernel_scalars(self, group: dict[str, Any], step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return _scalar(1.0 - group["lr"] * group["weight_decay"]), _scalar(-group["lr"] / (1.0 - group["betas"][0] ** step))
 
     def _before_moments(self, group: dict[str, Any], params: list[torch.Tensor]) -> None:
         """p ← p·(1 − lr·wd), decoupled from the gradient."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -23,7 +24,7 @@ from mt_dnn.fsdp import (
 from mt_dnn.inference import EvalSettings, predict_logits
 from mt_dnn.loss import build_criterion
 from mt_dnn.optim import build_optimizer, build_scheduler
-from mt_dnn.options import AdvOptions, TrainOptions, autocast_context, autocast_dtype
+from mt_dnn.options import AdvOptions, TrainOptions, autocast_context, autocast_dtype, resolve_optimizer_kernel
 from mt_dnn.perturbation import SmartPerturbation
 from mt_dnn.tasks import get_task_handler
 
@@ -68,7 +69,8 @@ class MTDNNModel:
         self.kd_criteria = [build_criterion(task_def.kd_loss, task_def.name) for task_def in task_defs]
         self.adv_criteria = [build_criterion(task_def.adv_loss, task_def.name) for task_def in task_defs]
         self.smart = SmartPerturbation(adv_opts, dist_ctx) if adv_opts.adv_train else None
-        self.optimizer = build_optimizer(self.network, train_opts)
+        kernel = resolve_optimizer_kernel(train_opts.optimizer_kernel, device.type, total_updates)
+        self.optimizer = build_optimizer(self.network, replace(train_opts, optimizer_kernel=kernel))
         self.total_updates = total_updates  # the learning-rate schedule's length, in optimizer updates
         self.scheduler = build_scheduler(self.optimizer, train_opts, total_updates)
         self.scaler = torch.amp.GradScaler(device.type, enabled=train_opts.fp16)

@@ -46,12 +46,12 @@ def register_optimizer(*names: str) -> Callable[[OptimizerFactory], OptimizerFac
 
 @register_optimizer("adamax")
 def _adamax(groups: list[dict], opts: TrainOptions) -> torch.optim.Optimizer:
-    return Adamax(groups, lr=opts.learning_rate, eps=opts.adam_eps)
+    return Adamax(groups, lr=opts.learning_rate, eps=opts.adam_eps, compiled=opts.optimizer_kernel == "compiled")
 
 
 @register_optimizer("adamaxw")
 def _adamaxw(groups: list[dict], opts: TrainOptions) -> torch.optim.Optimizer:
-    return AdamaxW(groups, lr=opts.learning_rate, eps=opts.adam_eps)
+    return AdamaxW(groups, lr=opts.learning_rate, eps=opts.adam_eps, compiled=opts.optimizer_kernel == "compiled")
 
 
 @register_optimizer("adam", "adamw")

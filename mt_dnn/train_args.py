@@ -21,6 +21,8 @@ from mt_dnn.checkpoint import RESUME_FILE
 from mt_dnn.host_memory import CPU_ALLOCATORS
 from mt_dnn.optim import check_scheduler_type, optimizer_factory
 from mt_dnn.options import (
+    COMPILED_KERNEL_MIN_UPDATES,
+    OPTIMIZER_KERNELS,
     PRECISIONS,
     AdvOptions,
     DataOptions,
@@ -373,6 +375,17 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
         "decay), adam or adamw (both torch AdamW), radam, sgd",
     )
     train.add_argument(
+        "--optimizer_kernel",
+        choices=OPTIMIZER_KERNELS,
+        default="auto",
+        help="how adamax and adamaxw run their update: 'eager' as a few multi-tensor passes over the parameters, "
+        "'compiled' as one torch.compile-generated loop over each parameter (CPU only; needs a C++ compiler, "
+        "compiles once per process in a few seconds, falls back to eager with a warning if it cannot; the numbers "
+        "agree to the last bit or two of each element). 'auto': compiled on a CPU for runs of at least "
+        f"{COMPILED_KERNEL_MIN_UPDATES} optimizer updates, eager otherwise. Other optimizers use torch's own "
+        "kernels (default: auto)",
+    )
+    train.add_argument(
         "--grad_clipping",
         type=float,
         default=0.0,
@@ -684,6 +697,8 @@ def options_from_args(args: argparse.Namespace) -> tuple[RunOptions, DataOptions
     device_type = "cuda" if args.cuda and torch.cuda.is_available() else "cpu"
     args.precision = resolve_precision(chosen or args.precision, device_type)
     args.attn_implementation = resolve_attention(args.attn_implementation, device_type)
+    if args.optimizer_kernel == "compiled" and device_type != "cpu":
+        raise MTDNNInputError("--optimizer_kernel compiled runs on a CPU only; on a GPU use auto or eager")
     args.fp16, args.bf16 = args.precision == "fp16", args.precision == "bf16"
     logger.info("precision: %s on %s%s", args.precision, device_type, " (--precision auto)" if not chosen else "")
     if args.grad_accumulation_step < 1:

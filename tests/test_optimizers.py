@@ -174,3 +174,76 @@ def test_cache_blocks_cover_every_element_once():
     assert all(torch.equal(t, torch.ones_like(t)) for t in tensors)
     assert all(sum(piece[0].numel() for piece in block) >= 8 for block in blocks[:-1])
     assert max(piece[0].numel() for block in blocks for piece in block) <= 8
+
+
+@pytest.mark.parametrize("cls", [Adamax, AdamaxW])
+def test_compiled_kernel_agrees_with_the_eager_passes(cls, caplog):
+    """``compiled=True`` (one torch.compile loop per tensor) against the eager passes: the same steps to the
+    last bit or two of each element, over changing learning rates, two groups, a length-1 tensor, a
+    parameter without gradient and a non-contiguous gradient (which takes the eager passes)."""
+    torch.manual_seed(3)
+    shapes = [(700, 33), (33,), (1,), (2_001,), (64, 64)]
+    base = [torch.randn(shape) for shape in shapes]
+    runs = []
+    for compiled in (False, True):
+        params = [torch.nn.Parameter(b.clone()) for b in base]
+        opt = cls([{"params": params[:3], "weight_decay": 0.01}, {"params": params[3:], "weight_decay": 0.0}],
+                  lr=1e-3, compiled=compiled)
+        with caplog.at_level("INFO", logger="module.optimizers"):
+            for step in range(4):
+                gen = torch.Generator().manual_seed(step)
+                for param in params:
+                    param.grad = torch.randn(param.shape, generator=gen) * 10.0**-step
+                params[4].grad = params[4].grad.t()
+                params[1].grad = None if step == 2 else params[1].grad
+                opt.step()
+                for group in opt.param_groups:
+                    group["lr"] *= 0.7  # a schedule: new values must not need a new compile
+        assert opt.compiled is compiled  # it compiled here (a C++ compiler is part of the test set-up)
+        runs.append((params, opt))
+    (eager, eager_opt), (fast, fast_opt) = runs
+    for a, b in zip(eager, fast):
+        torch.testing.assert_close(b, a, rtol=2e-6, atol=1e-9)
+    for a, b in zip(eager, fast):
+        for key in ("exp_avg", "exp_inf"):
+            # m = β1·m + (1 − β1)·g can cancel to near zero: rounding then shows as a large relative difference
+            # of a tiny number, so the states are compared to within rounding of their largest terms (~0.1).
+            torch.testing.assert_close(fast_opt.state[b][key], eager_opt.state[a][key], rtol=2e-6, atol=1e-8)
+    assert torch.equal(eager[4], fast[4])  # the non-contiguous gradient's parameter: eager passes in both
+    assert any("compiled update kernel ready" in r.getMessage() for r in caplog.records)
+    assert not torch.equal(eager[0], base[0])
+
+
+def test_compiled_kernel_falls_back_to_the_eager_passes(monkeypatch, caplog):
+    """A kernel that cannot be compiled (no C++ compiler) leaves one warning and the eager passes' exact numbers."""
+    import module.optimizers as optimizers
+
+    def broken(kernel):
+        raise RuntimeError("InductorError: CppCompileError: C++ compile error\nlong log")
+
+    monkeypatch.setattr(optimizers, "compiled_kernel", broken)
+    torch.manual_seed(0)
+    start = torch.randn(50)
+    runs = []
+    for compiled in (False, True):
+        param = torch.nn.Parameter(start.clone())
+        opt = Adamax([param], lr=1e-2, compiled=compiled)
+        with caplog.at_level("WARNING", logger="module.optimizers"):
+            for _ in range(2):
+                param.grad = torch.ones(50)
+                opt.step()
+        runs.append(param)
+    assert torch.equal(runs[0], runs[1])
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == ["compiled Adamax step unavailable (InductorError: CppCompileError: C++ compile error); "
+                        "using the eager passes"]
+
+
+def test_optimizer_kernel_auto_compiles_long_cpu_runs_only():
+    from mt_dnn.options import COMPILED_KERNEL_MIN_UPDATES, resolve_optimizer_kernel
+
+    assert resolve_optimizer_kernel("auto", "cpu", COMPILED_KERNEL_MIN_UPDATES) == "compiled"
+    assert resolve_optimizer_kernel("auto", "cpu", COMPILED_KERNEL_MIN_UPDATES - 1) == "eager"
+    assert resolve_optimizer_kernel("auto", "cuda", 10**6) == "eager"
+    assert resolve_optimizer_kernel("eager", "cpu", 10**6) == "eager"
+    assert resolve_optimizer_kernel("compiled", "cpu", 1) == "compiled"
