@@ -21,16 +21,17 @@ GPU the datasheet dense bf16 rate when the device is known, else the same measur
 
 Configurations (``--configs``; ``all`` = every one):
   naive    batches padded to --max_seq_len, float32, eager attention, per-tensor AdamW loop, shuffled batches,
-           the C library's malloc settings, the kernel libraries' primitive caches (1,024 entries)
+           the C library's malloc settings, the kernel libraries' primitive caches (1,024 entries), torch's dropout
   hf       bench/hf_reference.py's loop (AutoModelForSequenceClassification per task on one shared encoder,
            DataCollatorWithPadding, torch.optim.AdamW defaults, float32) on the same batches; the libraries' defaults
   default  train.py's defaults: length-grouped batches, --precision auto, --attn_implementation auto (eager
            on a CPU, SDPA on a GPU), Adamax (the paper's optimizer) with --optimizer_kernel auto (on a CPU
-           compiled for this 10,000-update schedule; compiled in the untimed warm-up), 2 loader workers,
-           --cpu_allocator keep, --cpu_primitive_cache 64
+           compiled for this 10,000-update schedule; compiled in the untimed warm-up), --cpu_dropout fast,
+           2 loader workers, --cpu_allocator keep, --cpu_primitive_cache 64
   adamw    the default with fused AdamW (the HF loop's optimizer: the like-for-like comparison)
-  fp32 / no_group / sdpa / eager_kernel / adamax_whole / workers0 / system / cache1024   the default with one
-           lever switched back (eager_kernel: --optimizer_kernel eager, Adamax's passes in cache-sized blocks;
+  fp32 / no_group / sdpa / eager_kernel / torch_dropout / adamax_whole / workers0 / system / cache1024   the
+           default with one lever switched back (eager_kernel: --optimizer_kernel eager, Adamax's passes in
+           cache-sized blocks; torch_dropout: --cpu_dropout torch;
            adamax_whole: those passes over whole tensors; system: --cpu_allocator system; cache1024:
            --cpu_primitive_cache 1024); loop_adamw: adamw with the per-tensor loop
   tokens   the default with token-budget batches (--batch_size 64 --max_tokens_per_batch 2048)
@@ -77,12 +78,14 @@ class Config:
     cpu_allocator: str = "keep"
     primitive_cache: int = 64  # --cpu_primitive_cache (1024: the kernel libraries' own capacity)
     optimizer_kernel: str = "auto"  # --optimizer_kernel (auto: compiled on a CPU, the bench's 10,000-update schedule)
+    cpu_dropout: str = "fast"  # --cpu_dropout
 
 
 DEFAULT = Config("default")  # train.py's defaults
 CONFIGS = {
     "naive": Config("naive", precision="fp32", do_padding=True, group_by_length=False, attn_implementation="eager",
-                    optimizer="adamw", fused=False, workers=0, cpu_allocator="system", primitive_cache=1024),
+                    optimizer="adamw", fused=False, workers=0, cpu_allocator="system", primitive_cache=1024,
+                    cpu_dropout="torch"),
     "hf": Config("hf", loop="hf", precision="fp32", group_by_length=False, optimizer="adamw", fused=False, workers=0,
                  cpu_allocator="system", primitive_cache=1024),
     "default": DEFAULT,
@@ -92,6 +95,7 @@ CONFIGS = {
     "sdpa": replace(DEFAULT, name="sdpa", attn_implementation="sdpa"),
     "adamax_whole": replace(DEFAULT, name="adamax_whole", fused=False, optimizer_kernel="eager"),
     "eager_kernel": replace(DEFAULT, name="eager_kernel", optimizer_kernel="eager"),
+    "torch_dropout": replace(DEFAULT, name="torch_dropout", cpu_dropout="torch"),
     "loop_adamw": replace(DEFAULT, name="loop_adamw", optimizer="adamw", fused=False),
     "workers0": replace(DEFAULT, name="workers0", workers=0),
     "tokens": replace(DEFAULT, name="tokens", batch_size=64, max_tokens=2048),
@@ -208,7 +212,7 @@ def build_mtdnn(cfg: Config, args: argparse.Namespace, features: Path, device: A
         network.bert.compile(dynamic=True)
     precision = resolve_precision(cfg.precision, device.type)
     train_opts = TrainOptions(optimizer=cfg.optimizer, learning_rate=2e-5, fp16=precision == "fp16", bf16=precision == "bf16",
-                              optimizer_kernel=cfg.optimizer_kernel)
+                              optimizer_kernel=cfg.optimizer_kernel, cpu_dropout=cfg.cpu_dropout)
     sampler = MultiTaskBatchSampler(sets, cfg.batch_size, options=SamplerOptions(
         seed=2018, group_by_length=cfg.group_by_length, max_tokens=cfg.max_tokens))
     model = MTDNNModel(network, task_defs, train_opts, AdvOptions(), 10_000, device)

@@ -12,6 +12,7 @@ from torch import nn
 
 from data_utils.errors import MTDNNInputError
 from data_utils.task_def import TaskDef
+from mt_dnn.cpu_dropout import FastCpuDropout
 from mt_dnn.distributed import DistContext, all_finite, all_reduce_gradients, average_in_place, broadcast_parameters
 from mt_dnn.fsdp import (
     full_gradient,
@@ -74,6 +75,8 @@ class MTDNNModel:
         self.total_updates = total_updates  # the learning-rate schedule's length, in optimizer updates
         self.scheduler = build_scheduler(self.optimizer, train_opts, total_updates)
         self.scaler = torch.amp.GradScaler(device.type, enabled=train_opts.fp16)
+        # Training forwards on a CPU draw their dropout masks from 32 random bits per element (--cpu_dropout).
+        self.dropout_mode = FastCpuDropout if device.type == "cpu" and train_opts.cpu_dropout == "fast" else contextlib.nullcontext
         self.amp_dtype = autocast_dtype(train_opts)
         self.updates = 0
         self.micro_steps = 0
@@ -121,7 +124,7 @@ class MTDNNModel:
         """The loss an update backpropagates: the task's loss (and KD term), plus SMART's term under ``--adv_train``."""
         self.network.train()
         task_id = self.task_ids[batch.task_def.name]
-        with autocast_context(self.device, self.amp_dtype):
+        with autocast_context(self.device, self.amp_dtype), self.dropout_mode():
             logits, embedding = self.forward_network(
                 batch.input_ids, batch.token_type_ids, batch.attention_mask, task_id, return_embedding=True
             )

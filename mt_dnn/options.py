@@ -82,6 +82,7 @@ class TrainOptions:
     seed: int = 2018
     max_bad_steps: int = 10
     optimizer_kernel: str = "auto"
+    cpu_dropout: str = "fast"
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import torch
 
 from data_utils.errors import MTDNNInputError
 from mt_dnn.checkpoint import RESUME_FILE
+from mt_dnn.cpu_dropout import CPU_DROPOUTS
 from mt_dnn.host_memory import CPU_ALLOCATORS
 from mt_dnn.optim import check_scheduler_type, optimizer_factory
 from mt_dnn.options import (
@@ -504,6 +505,15 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
         help="on a CPU run: 'keep' has glibc's malloc keep freed memory for reuse, so each update's large buffers "
         "(the word-embedding gradient) are not mapped and zero-filled anew by the kernel; the numbers are the same. "
         "'system' leaves the C library's defaults (default: keep; no effect on a GPU or without glibc)",
+    )
+    train.add_argument(
+        "--cpu_dropout",
+        choices=CPU_DROPOUTS,
+        default="fast",
+        help="on a CPU run: 'fast' draws each training dropout mask from 32 random bits per element (one serial draw "
+        "for two elements, the rest parallel tensor operations), several times faster than torch's per-element "
+        "Bernoulli sampler; the same distribution and scaling, another random stream (a seed draws other masks). "
+        "'torch' keeps torch's sampler (default: fast; no effect on a GPU)",
     )
     train.add_argument(
         "--cpu_primitive_cache",
