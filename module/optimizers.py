@@ -10,9 +10,10 @@ Learning-rate schedules are applied from outside (torch LR schedulers write ``gr
 
 Two ways to run a step: eager multi-tensor passes (the default; on a CPU in cache-sized blocks), or,
 with ``compiled=True`` on a CPU, one ``torch.compile``-generated loop per tensor that reads each
-element of the parameter, gradient and state once (``--optimizer_kernel``, bench/README.md). The
-compiled loop computes the same formula; the compiler may fuse a multiply and an add, so its numbers
-can differ from the eager passes in the last bit of an element.
+element of the parameter, gradient and state once (``--optimizer_kernel``, bench/README.md; tensors
+of fewer than ``COMPILED_MIN_ELEMENTS`` still take the eager passes). The compiled loop computes the
+same formula; the compiler may fuse a multiply and an add, so its numbers can differ from the eager
+passes in the last bit of an element.
 """
 from __future__ import annotations
 
@@ -30,6 +31,10 @@ from torch.optim import Optimizer
 # the same numbers, with a fraction of the trips to memory (bench/README.md). On a GPU the passes
 # run over whole tensors (multi-tensor kernels).
 CPU_BLOCK_ELEMENTS = 1 << 18
+# The compiled kernel (``compiled=True``) takes tensors of at least this many elements; below it a call costs
+# more than the work (biases, LayerNorm weights: ~60 µs a call against ~2 µs a tensor in the eager passes), so
+# small tensors join the eager passes: 21 → 18 ms a step over MiniLM's parameters (bench/README.md).
+COMPILED_MIN_ELEMENTS = 1 << 14
 
 Row = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]  # param, grad, exp_avg, exp_inf, step
 
@@ -131,6 +136,7 @@ class _AdamaxBase(Optimizer):
         # Whether CPU float32 tensors take the compiled one-pass kernel; it turns False (with a warning) when
         # the kernel cannot be compiled here, and the eager passes run instead.
         self.compiled = compiled
+        self.compiled_min_elements = COMPILED_MIN_ELEMENTS
         self._compiled_ready = False
 
     def _group_tensors(self, group: dict[str, Any]) -> tuple[list[torch.Tensor], ...]:
@@ -204,16 +210,14 @@ class _AdamaxBase(Optimizer):
         """Hook for work on the parameters before the moments change (decoupled weight decay)."""
 
     def _compiled_kernel_ready(self) -> bool:
-        """Compile the kernel on first use (for every length, on throwaway tensors); False if it cannot be built."""
+        """Compile the kernel on first use (on throwaway tensors); False if it cannot be built."""
         if not self._compiled_ready:
             started = time.perf_counter()
             try:
                 kernel = compiled_kernel(type(self)._kernel)
-                # Lengths of two and more share one loop, a length of one gets its own. The compiler sizes the loop's
-                # threading by the first length it sees: a large one, so that big tensors are split over the threads.
-                for length in (1 << 20, 1):
-                    tensors = [torch.ones(length) for _ in range(4)]
-                    kernel(*tensors, *(_scalar(0.5) for _ in range(6)))
+                # One loop for every length of two and more. The compiler sizes the loop's threading by the first
+                # length it sees: a large one, so that big tensors are split over the threads.
+                kernel(*(torch.ones(1 << 20) for _ in range(4)), *(_scalar(0.5) for _ in range(6)))
             except Exception as err:  # no C++ compiler, an unsupported platform: the eager passes still work
                 logger.warning("compiled %s step unavailable (%s); using the eager passes",
                                type(self).__name__, str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
@@ -225,7 +229,8 @@ class _AdamaxBase(Optimizer):
         return True
 
     def _compiled_step(self, group: dict[str, Any], rows: list[Row]) -> list[Row]:
-        """Step the rows the compiled kernel takes (plain contiguous CPU float32 tensors); return the others."""
+        """Step the rows the compiled kernel takes (plain contiguous CPU float32 tensors of at least
+        ``compiled_min_elements``); return the others."""
         kernel = compiled_kernel(type(self)._kernel)
         beta1, beta2 = group["betas"]
         shared = [_scalar(beta1), _scalar(1.0 - beta1), _scalar(beta2), _scalar(group["eps"])]
@@ -233,8 +238,9 @@ class _AdamaxBase(Optimizer):
         rest = []
         for row in rows:
             tensors, step = row[:4], row[4]
-            if all(type(t.data) is torch.Tensor and t.device.type == "cpu" and t.dtype == torch.float32
-                   and t.is_contiguous() for t in tensors):
+            if tensors[0].numel() >= self.compiled_min_elements and all(
+                    type(t.data) is torch.Tensor and t.device.type == "cpu" and t.dtype == torch.float32
+                    and t.is_contiguous() for t in tensors):
                 if step not in per_step:
                     per_step[step] = self._kernel_scalars(group, step)
                 # Detached flat views: the same storage, and one compiled loop whatever the shape.

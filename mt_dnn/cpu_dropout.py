@@ -31,8 +31,8 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float) -> torch.Tensor:
 
 def dropout(x: torch.Tensor, p: float) -> torch.Tensor:
     """Training-mode dropout of ``x`` with a :func:`keep_mask`: x · mask / (1 − p), differentiable in ``x``."""
-    noise = keep_mask(x.shape, p).to(x.dtype).div_(1.0 - p)
-    return x * noise
+    scale = torch.ones((), dtype=x.dtype).div_(1.0 - p)  # 1/(1 − p) rounded to x's dtype, as torch's dropout has it
+    return x * (keep_mask(x.shape, p) * scale)
 
 
 def _dropout_arguments(args: tuple, kwargs: dict) -> tuple[torch.Tensor, float, bool, bool]:
