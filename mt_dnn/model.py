@@ -24,7 +24,7 @@ from mt_dnn.fsdp import (
 )
 from mt_dnn.inference import EvalSettings, predict_logits
 from mt_dnn.loss import build_criterion
-from mt_dnn.optim import build_optimizer, build_scheduler
+from mt_dnn.optim import build_optimizer, build_scheduler, clip_grad_norm_
 from mt_dnn.options import AdvOptions, TrainOptions, autocast_context, autocast_dtype, resolve_optimizer_kernel
 from mt_dnn.perturbation import SmartPerturbation
 from mt_dnn.tasks import get_task_handler
@@ -195,7 +195,7 @@ class MTDNNModel:
                 if param.grad is not None:
                     torch.nn.utils.clip_grad_norm_(param, self.opts.grad_clipping)
         if self.opts.global_grad_clipping > 0:
-            torch.nn.utils.clip_grad_norm_(params, self.opts.global_grad_clipping)
+            clip_grad_norm_(params, self.opts.global_grad_clipping)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)

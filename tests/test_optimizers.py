@@ -254,3 +254,22 @@ def test_optimizer_kernel_auto_compiles_long_cpu_runs_only():
     assert resolve_optimizer_kernel("auto", "cuda", 10**6) == "eager"
     assert resolve_optimizer_kernel("eager", "cpu", 10**6) == "eager"
     assert resolve_optimizer_kernel("compiled", "cpu", 1) == "compiled"
+
+
+@pytest.mark.parametrize("max_norm", [0.5, 1e6])  # clipped, and left alone (coefficient clamped at 1)
+def test_clip_grad_norm_takes_torchs_numbers(max_norm):
+    from mt_dnn.optim import clip_grad_norm_
+
+    torch.manual_seed(0)
+    shapes = [(300, 40), (40,), (7, 7, 3), (1,)]
+    grads = [torch.randn(shape) for shape in shapes]
+    ours, theirs = ([torch.nn.Parameter(torch.zeros(shape)) for shape in shapes] for _ in range(2))
+    for a, b, grad in zip(ours, theirs, grads):
+        a.grad, b.grad = grad.clone(), grad.clone()
+    ours[1].grad = theirs[1].grad = None  # a parameter without gradient
+    total = clip_grad_norm_(ours, max_norm)
+    expected = torch.nn.utils.clip_grad_norm_(theirs, max_norm)
+    assert torch.equal(total, expected)
+    for a, b in zip(ours, theirs):
+        assert (a.grad is None and b.grad is None) or torch.equal(a.grad, b.grad)
+    assert torch.equal(ours[0].grad, grads[0]) is (max_norm > 1e5)
