@@ -218,7 +218,9 @@ class _AdamaxBase(Optimizer):
                 # One loop for every length of two and more. The compiler sizes the loop's threading by the first
                 # length it sees: a large one, so that big tensors are split over the threads.
                 kernel(*(torch.ones(1 << 20) for _ in range(4)), *(_scalar(0.5) for _ in range(6)))
-            except Exception as err:  # no C++ compiler, an unsupported platform: the eager passes still work
+            # No C++ compiler, an unsupported platform: torch.compile fails with many exception types, and the
+            # eager passes still work.
+            except Exception as err:  # noqa: BLE001
                 logger.warning("compiled %s step unavailable (%s); using the eager passes",
                                type(self).__name__, str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
                 self.compiled = False

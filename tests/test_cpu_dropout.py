@@ -78,6 +78,9 @@ def test_train_runs_fast_dropout_by_default_and_torchs_on_request(tiny_model_dir
         main(train_args(tiny_model_dir, features_dir, out, "--epochs", "1", "--precision", "fp32", *flags))
         assert json.loads((out / "config.json").read_text())["train"]["cpu_dropout"] == ("torch" if flags else "fast")
         weights[name] = load_checkpoint(out / "model_0.pt")["state"]
-    same = lambda a, b: all(torch.equal(weights[a][k], weights[b][k]) for k in weights[a])  # noqa: E731
+
+    def same(a: str, b: str) -> bool:
+        return all(torch.equal(weights[a][key], weights[b][key]) for key in weights[a])
+
     assert same("fast", "fast_again")  # seeded: the same masks again
     assert not same("fast", "torch")  # the masks come from another random stream
