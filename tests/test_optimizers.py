@@ -273,3 +273,12 @@ def test_clip_grad_norm_takes_torchs_numbers(max_norm):
     for a, b in zip(ours, theirs):
         assert (a.grad is None and b.grad is None) or torch.equal(a.grad, b.grad)
     assert torch.equal(ours[0].grad, grads[0]) is (max_norm > 1e5)
+
+
+def test_clip_grad_norm_of_a_non_finite_gradient_takes_torchs_numbers_too():
+    from mt_dnn.optim import clip_grad_norm_
+
+    ours, theirs = torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(3))
+    ours.grad, theirs.grad = torch.tensor([1.0, float("inf"), 2.0]), torch.tensor([1.0, float("inf"), 2.0])
+    assert torch.equal(clip_grad_norm_([ours], 1.0), torch.nn.utils.clip_grad_norm_([theirs], 1.0))
+    torch.testing.assert_close(ours.grad, theirs.grad, equal_nan=True)
