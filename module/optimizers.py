@@ -17,6 +17,7 @@ passes in the last bit of an element.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -100,14 +101,10 @@ def _adamaxw_kernel(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tens
     param.add_(step_size * (exp_avg / exp_inf))
 
 
-_COMPILED: dict[Callable[..., None], Callable[..., None]] = {}
-
-
+@functools.cache
 def compiled_kernel(kernel: Callable[..., None]) -> Callable[..., None]:
     """``kernel`` compiled once per process for tensors of any length (``dynamic``: one loop for every size)."""
-    if kernel not in _COMPILED:
-        _COMPILED[kernel] = torch.compile(kernel, dynamic=True, fullgraph=True)
-    return _COMPILED[kernel]
+    return torch.compile(kernel, dynamic=True, fullgraph=True)
 
 
 def _scalar(value: float) -> torch.Tensor:
