@@ -74,9 +74,9 @@ class Config:
     compile: bool = False
     gradient_checkpointing: bool = False
     threads: int = 0
-    pad_to_multiple_of: int = 1
+    pad_to_multiple_of: int | str = "auto"  # --pad_to_multiple_of (auto: 8 under bf16 on a CPU)
     cpu_allocator: str = "keep"
-    primitive_cache: int = 64  # --cpu_primitive_cache (1024: the kernel libraries' own capacity)
+    primitive_cache: int = 512  # --cpu_primitive_cache (1024: the kernel libraries' own capacity)
     optimizer_kernel: str = "auto"  # --optimizer_kernel (auto: compiled on a CPU, the bench's 10,000-update schedule)
     cpu_dropout: str = "fast"  # --cpu_dropout
 
@@ -102,9 +102,14 @@ CONFIGS = {
     "compile": replace(DEFAULT, name="compile", compile=True),
     "grad_ckpt": replace(DEFAULT, name="grad_ckpt", gradient_checkpointing=True),
     "threads1": replace(DEFAULT, name="threads1", threads=1),
-    "pad8": replace(DEFAULT, name="pad8", pad_to_multiple_of=8),
+    "pad1": replace(DEFAULT, name="pad1", pad_to_multiple_of=1),
+    "cache64": replace(DEFAULT, name="cache64", primitive_cache=64),
+    "pad1_cache64": replace(DEFAULT, name="pad1_cache64", pad_to_multiple_of=1, primitive_cache=64),
     "system": replace(DEFAULT, name="system", cpu_allocator="system"),
     "cache1024": replace(DEFAULT, name="cache1024", primitive_cache=1024),
+    "cache4096": replace(DEFAULT, name="cache4096", primitive_cache=4096),
+    "pad4_cache1024": replace(DEFAULT, name="pad4_cache1024", pad_to_multiple_of=4, primitive_cache=1024),
+    "pad16": replace(DEFAULT, name="pad16", pad_to_multiple_of=16),
 }
 QUICK = ("naive", "hf", "default")
 
@@ -187,7 +192,14 @@ def build_mtdnn(cfg: Config, args: argparse.Namespace, features: Path, device: A
     from mt_dnn.batcher import Collater, MultiTaskDataset, TaskDataset
     from mt_dnn.encoder import initial_network
     from mt_dnn.model import MTDNNModel
-    from mt_dnn.options import AdvOptions, ModelOptions, TrainOptions, resolve_attention, resolve_precision
+    from mt_dnn.options import (
+        AdvOptions,
+        ModelOptions,
+        TrainOptions,
+        resolve_attention,
+        resolve_pad_to_multiple_of,
+        resolve_precision,
+    )
     from mt_dnn.sampler import MultiTaskBatchSampler, SamplerOptions
     from mt_dnn.sources import run_tokenizer
 
@@ -211,6 +223,7 @@ def build_mtdnn(cfg: Config, args: argparse.Namespace, features: Path, device: A
     if cfg.compile:
         network.bert.compile(dynamic=True)
     precision = resolve_precision(cfg.precision, device.type)
+    pad_to_multiple_of = resolve_pad_to_multiple_of(cfg.pad_to_multiple_of, device.type, precision)
     train_opts = TrainOptions(optimizer=cfg.optimizer, learning_rate=2e-5, fp16=precision == "fp16", bf16=precision == "bf16",
                               optimizer_kernel=cfg.optimizer_kernel, cpu_dropout=cfg.cpu_dropout)
     sampler = MultiTaskBatchSampler(sets, cfg.batch_size, options=SamplerOptions(
@@ -224,7 +237,7 @@ def build_mtdnn(cfg: Config, args: argparse.Namespace, features: Path, device: A
     loader = torch.utils.data.DataLoader(
         MultiTaskDataset(sets), batch_sampler=sampler, num_workers=cfg.workers, pin_memory=device.type == "cuda",
         collate_fn=Collater(tokenizer.pad_token_id or 0, args.max_seq_len, cfg.do_padding,
-                            pad_to_multiple_of=cfg.pad_to_multiple_of),
+                            pad_to_multiple_of=pad_to_multiple_of),
     )
     return network, model, loader
 

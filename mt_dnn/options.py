@@ -130,6 +130,20 @@ def resolve_attention(kernel: str, device_type: str) -> str:
     return kernel
 
 
+# Under bf16/fp16 on a CPU every matrix product goes through oneDNN, which compiles a kernel per shape (~1 ms
+# each, ~0.45 MB kept in its caches); an update of one batch length needs about 20. Lengths rounded up to a
+# multiple of 8 leave at most 16 distinct ones below 128 tokens, whose kernels stay cached (bench/README.md).
+CPU_REDUCED_PRECISION_PAD_MULTIPLE = 8
+
+
+def resolve_pad_to_multiple_of(value: str | int, device_type: str, precision: str) -> int:
+    """``--pad_to_multiple_of auto`` → ``CPU_REDUCED_PRECISION_PAD_MULTIPLE`` for a bf16/fp16 run on a CPU, 1 (each
+    batch as long as its longest example) otherwise; a number as given."""
+    if value != "auto":
+        return int(value)
+    return CPU_REDUCED_PRECISION_PAD_MULTIPLE if device_type == "cpu" and precision in ("bf16", "fp16") else 1
+
+
 OPTIMIZER_KERNELS = ("auto", "compiled", "eager")
 # A compiled Adamax update saves ~20-30 ms per MiniLM update on 2 CPU cores and costs ~3 s to compile once per
 # process (~13 s with torch's on-disk compile cache empty): it pays from a few hundred updates on (bench/README.md).

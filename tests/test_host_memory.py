@@ -111,7 +111,7 @@ def test_primitive_cache_capacity_is_set_unless_the_user_has_set_it(monkeypatch)
 
 def test_train_runs_with_either_setting_to_the_same_weights(tiny_model_dir, features_dir, tmp_path, monkeypatch):
     unset_cache_variables(monkeypatch)
-    settings = {"keep": ("--cpu_allocator", "keep"),  # the defaults: keep, 64 primitives per cache
+    settings = {"keep": ("--cpu_allocator", "keep"),  # the defaults: keep, 512 primitives per cache
                 "system": ("--cpu_allocator", "system", "--cpu_primitive_cache", "1")}
     runs = {}
     for name, flags in settings.items():
@@ -123,11 +123,11 @@ def test_train_runs_with_either_setting_to_the_same_weights(tiny_model_dir, feat
         assert process.returncode == 0, stderr[-2000:]
         runs[name] = out
         run_config = json.loads((out / "config.json").read_text())["run"]
-        assert (run_config["cpu_allocator"], run_config["cpu_primitive_cache"]) == (name, 64 if name == "keep" else 1)
+        assert (run_config["cpu_allocator"], run_config["cpu_primitive_cache"]) == (name, 512 if name == "keep" else 1)
     log = (runs["keep"] / "mt-dnn-train.log").read_text(encoding="utf-8")
     if malloc_stats() is not None:
         assert "malloc keeps freed memory for reuse" in log
-    assert "ONEDNN_PRIMITIVE_CACHE_CAPACITY=64, LRU_CACHE_CAPACITY=64" in log
+    assert "ONEDNN_PRIMITIVE_CACHE_CAPACITY=512, LRU_CACHE_CAPACITY=512" in log
     log = (runs["system"] / "mt-dnn-train.log").read_text(encoding="utf-8")
     assert "CPU allocator" not in log and "ONEDNN_PRIMITIVE_CACHE_CAPACITY=1, LRU_CACHE_CAPACITY=1" in log
     assert_same_weights(runs["keep"] / "model_0.pt", runs["system"] / "model_0.pt")
@@ -145,4 +145,4 @@ def test_the_flag_is_a_choice_defaulting_to_keep():
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--cpu_allocator", "fast"])
     assert build_parser().parse_args([]).cpu_allocator == "keep"
-    assert build_parser().parse_args([]).cpu_primitive_cache == 64
+    assert build_parser().parse_args([]).cpu_primitive_cache == 512

@@ -13,7 +13,7 @@ from test_train import train_args
 import mt_dnn.options as options_module
 from data_utils.errors import MTDNNInputError
 from mt_dnn.encoder import load_encoder
-from mt_dnn.options import ModelOptions, resolve_precision
+from mt_dnn.options import ModelOptions, resolve_pad_to_multiple_of, resolve_precision
 from train import build_parser, main, options_from_args
 
 
@@ -37,6 +37,28 @@ def test_precision_auto_follows_the_hardware(monkeypatch, native, expected):
 def test_explicit_precision_wins(flags, expected):
     train_opts = parse(*flags)[3]
     assert (train_opts.fp16, train_opts.bf16) == expected
+
+
+@pytest.mark.parametrize("native, expected", [(True, 8), (False, 1)])
+def test_pad_to_multiple_of_auto_is_8_under_reduced_precision_on_a_cpu(monkeypatch, native, expected):
+    monkeypatch.setattr(options_module, "native_bf16", lambda device_type: native)
+    assert build_parser().parse_args([]).pad_to_multiple_of == "auto"
+    assert parse()[1].pad_to_multiple_of == expected  # bf16 where the CPU runs it natively, else fp32
+    assert parse("--precision", "fp32")[1].pad_to_multiple_of == 1
+    assert parse("--fp16")[1].pad_to_multiple_of == 8
+    assert parse("--pad_to_multiple_of", "1")[1].pad_to_multiple_of == 1  # a number wins
+    assert parse("--pad_to_multiple_of", "16", "--precision", "fp32")[1].pad_to_multiple_of == 16
+    assert parse()[0].cpu_primitive_cache == 512  # room for the kernels of every padded length
+
+
+def test_pad_to_multiple_of_auto_on_a_gpu_and_bad_values():
+    assert resolve_pad_to_multiple_of("auto", "cuda", "bf16") == 1
+    assert resolve_pad_to_multiple_of("auto", "cpu", "fp32") == 1
+    assert resolve_pad_to_multiple_of(4, "cpu", "bf16") == 4
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--pad_to_multiple_of", "eight"])
+    with pytest.raises(MTDNNInputError, match="--pad_to_multiple_of must be at least 1, got 0"):
+        parse("--pad_to_multiple_of", "0")
 
 
 def test_contradicting_precision_flags_are_refused():
