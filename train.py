@@ -152,6 +152,9 @@ def setup(
         collate_fn=Collater(tokenizer.pad_token_id or 0, data.max_seq_len, data.do_padding,
                             pad_to_multiple_of=data.pad_to_multiple_of),
         num_workers=data.dataloader_num_workers,
+        # Workers kept from one epoch to the next: restarting them stalled the first batches of every epoch (the
+        # sampler runs in this process, so nothing they compute depends on the epoch).
+        persistent_workers=data.dataloader_num_workers > 0,
         pin_memory=device.type == "cuda",
         generator=torch.Generator().manual_seed(train_opts.seed),
     )

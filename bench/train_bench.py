@@ -235,7 +235,8 @@ def build_mtdnn(cfg: Config, args: argparse.Namespace, features: Path, device: A
     elif not cfg.fused:  # Adamax's passes over whole tensors, as before the cache-sized blocks
         model.optimizer.cpu_block_elements = 0
     loader = torch.utils.data.DataLoader(
-        MultiTaskDataset(sets), batch_sampler=sampler, num_workers=cfg.workers, pin_memory=device.type == "cuda",
+        MultiTaskDataset(sets), batch_sampler=sampler, num_workers=cfg.workers, persistent_workers=cfg.workers > 0,
+        pin_memory=device.type == "cuda",
         collate_fn=Collater(tokenizer.pad_token_id or 0, args.max_seq_len, cfg.do_padding,
                             pad_to_multiple_of=pad_to_multiple_of),
     )
