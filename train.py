@@ -71,6 +71,7 @@ from mt_dnn.run_setup import (
     probe_memory,
     run_task_defs,
     set_seed,
+    warm_batch_shapes,
 )
 from mt_dnn.sampler import MultiTaskBatchSampler, SamplerOptions
 from mt_dnn.sources import run_tokenizer
@@ -249,6 +250,10 @@ def train_one_epoch(t: TrainingRun, epoch: int, start_position: int) -> None:
             continue
         if not t.memory_probed:  # now that the optimizer state exists: the largest batches, and any OOM, at update 1
             probe_memory(t.model, t.sampler, t.train_loader.dataset.datasets, t.train_loader.collate_fn)
+            if t.model.device.type == "cpu" and t.model.amp_dtype is not None and t.dist.world_size == 1:
+                warm_started = time.time()  # oneDNN's kernels for every batch shape, built once, now
+                shapes = warm_batch_shapes(t.model, t.sampler, t.train_loader.dataset.datasets, t.train_loader.collate_fn)
+                logger.info("ran each of the first epoch's %d batch shapes once (%.1fs)", shapes, time.time() - warm_started)
             t.memory_probed = True
         updates = t.model.updates
         if clock.due(updates):

@@ -318,7 +318,7 @@ def measure(cfg: Config, args: argparse.Namespace, features: Path) -> dict[str, 
             optimizer.zero_grad(set_to_none=True)
             return batch["attention_mask"]
     else:
-        from mt_dnn.run_setup import probe_memory
+        from mt_dnn.run_setup import probe_memory, warm_batch_shapes
 
         network, model, loader = build_mtdnn(cfg, args, features, device)
         encoder = network.bert
@@ -336,6 +336,8 @@ def measure(cfg: Config, args: argparse.Namespace, features: Path) -> dict[str, 
             model.update(batch)
             if model.stepped and not probed:  # as train.py: each task's largest batch once, after update 1
                 probe_memory(model, loader.batch_sampler, loader.dataset.datasets, loader.collate_fn)
+                if device.type == "cpu" and model.amp_dtype is not None:
+                    warm_batch_shapes(model, loader.batch_sampler, loader.dataset.datasets, loader.collate_fn)
                 probed = True
             return batch.attention_mask
 

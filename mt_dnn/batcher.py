@@ -215,6 +215,14 @@ class Collater:
         self.keep_samples = keep_samples
         self.pad_to_multiple_of = pad_to_multiple_of
 
+    def padded_length(self, longest: int) -> int:
+        """The length a batch whose longest row has ``longest`` tokens is padded to."""
+        seq_len = max(longest, self.max_seq_len) if self.do_padding else longest
+        if self.pad_to_multiple_of > 1:  # fewer distinct shapes: oneDNN's cached kernels are reused
+            rounded = -(-seq_len // self.pad_to_multiple_of) * self.pad_to_multiple_of
+            seq_len = max(seq_len, min(rounded, self.max_seq_len))
+        return seq_len
+
     def __call__(self, items: Sequence[Item]) -> Batch:
         """Collate ``items`` (all from one dataset) into padded tensors and labels."""
         if not items:
@@ -227,12 +235,7 @@ class Collater:
         # Every sample of a dataset has the same number of rows (k hypotheses, or 1).
         k = len(per_sample[0])
         rows = [row for sample_rows in per_sample for row in sample_rows]
-        seq_len = max(len(tokens) for tokens, _, _ in rows)
-        if self.do_padding:
-            seq_len = max(seq_len, self.max_seq_len)
-        if self.pad_to_multiple_of > 1:  # fewer distinct shapes: the allocator and oneDNN's caches reuse more
-            rounded = -(-seq_len // self.pad_to_multiple_of) * self.pad_to_multiple_of
-            seq_len = max(seq_len, min(rounded, self.max_seq_len))
+        seq_len = self.padded_length(max(len(tokens) for tokens, _, _ in rows))
         input_ids = torch.full((len(rows), seq_len), self.pad_token_id, dtype=torch.long)
         token_type_ids = torch.zeros((len(rows), seq_len), dtype=torch.long)
         attention_mask = torch.zeros((len(rows), seq_len), dtype=torch.long)

@@ -21,15 +21,16 @@ import torch
 
 from data_utils.errors import MTDNNInputError
 from data_utils.file_io import remove_stale_temp_files
+from data_utils.formats import get_data_format
 from data_utils.log_utils import setup_logging
 from data_utils.task_def import TaskDef, get_task_def
 from mt_dnn.batch import Batch
-from mt_dnn.batcher import TaskDataset
+from mt_dnn.batcher import Collater, TaskDataset
 from mt_dnn.encoder import EncoderLimits
 from mt_dnn.inference import EvalSettings, predict_logits
 from mt_dnn.model import MTDNNModel
 from mt_dnn.options import DataOptions, TrainOptions
-from mt_dnn.sampler import MultiTaskBatchSampler
+from mt_dnn.sampler import MultiTaskBatchSampler, shard_batch
 from mt_dnn.tasks import get_task_handler
 from mt_dnn.train_args import RunOptions
 
@@ -249,6 +250,37 @@ def probe_memory(
                 f"{longest} tokens): lower --batch_size or --max_tokens_per_batch, or add --gradient_checkpointing",
                 train_sets[task].path,
             ) from None
+
+
+# Above this many distinct batch shapes (e.g. exact lengths: one per length), building every kernel up front
+# would cost more start-up than it saves.
+WARM_SHAPES_LIMIT = 48
+
+
+def warm_batch_shapes(
+    model: MTDNNModel, sampler: MultiTaskBatchSampler, train_sets: list[TaskDataset], collate: Collater,
+    limit: int = WARM_SHAPES_LIMIT,
+) -> int:
+    """One batch of each distinct shape (rows × padded length) of the first epoch through ``model.probe_memory``,
+    when there are at most ``limit``; returns how many ran (0 above the limit). On a CPU under bf16/fp16, oneDNN
+    builds and caches a kernel per product shape as it first meets it: built here, right after update 1, the
+    kernels and the memory they hold are in place before the run goes on, so its resident size is flat from then
+    on (bench/README.md). Nothing the run computes changes (``probe_memory``: gradients dropped, RNG untouched)."""
+    rows_per_example = [len(get_data_format(d.task_def.data_format).token_rows(d[0].sample)) for d in train_sets]
+    lengths = [d.lengths() for d in train_sets]
+    options = sampler.options
+    shapes: dict[tuple[int, int], tuple[int, list[int]]] = {}
+    for task, indices in sampler.epoch_plan(0):
+        shard = shard_batch(indices, options.rank, options.world_size)
+        if not shard:
+            continue
+        shape = (len(shard) * rows_per_example[task], collate.padded_length(max(lengths[task][i] for i in shard)))
+        shapes.setdefault(shape, (task, shard))
+        if len(shapes) > limit:
+            return 0
+    for task, shard in shapes.values():
+        model.probe_memory(collate([train_sets[task][index] for index in shard]))
+    return len(shapes)
 
 
 def with_padding(shard: list[tuple[int, int]], lengths: list[int]) -> list[tuple[int, int]]:

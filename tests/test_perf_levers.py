@@ -130,6 +130,59 @@ def test_memory_probe_runs_each_tasks_largest_batch_once_and_changes_no_number(t
     assert_same_weights(tmp_path / "probed" / "model_0.pt", tmp_path / "plain" / "model_0.pt")
 
 
+def test_cpu_bf16_runs_each_batch_shape_of_the_epoch_once_after_update_1_and_changes_no_number(
+        tiny_model_dir, features_dir, tmp_path, monkeypatch):
+    from test_train import assert_same_weights
+
+    import train as train_module
+
+    flags = ("--precision", "bf16", "--pad_to_multiple_of", "8", "--epochs", "1", "--batch_size", "3")
+    probed: list[tuple[tuple[int, int], int]] = []
+    trained: list[tuple[int, int]] = []
+    real_probe, real_update = train_module.MTDNNModel.probe_memory, train_module.MTDNNModel.update
+
+    def probe_spy(model, batch):
+        probed.append((tuple(batch.input_ids.shape), model.updates))
+        real_probe(model, batch)
+
+    def update_spy(model, batch):
+        trained.append(tuple(batch.input_ids.shape))
+        return real_update(model, batch)
+
+    monkeypatch.setattr(train_module.MTDNNModel, "probe_memory", probe_spy)
+    monkeypatch.setattr(train_module.MTDNNModel, "update", update_spy)
+    main(train_args(tiny_model_dir, features_dir, tmp_path / "warmed", *flags))
+    log = (tmp_path / "warmed" / "mt-dnn-train.log").read_text(encoding="utf-8")
+    assert all(updates == 1 for _, updates in probed)
+    warmed = [shape for shape, _ in probed[2:]]  # after each task's largest batch
+    assert sorted(warmed) == sorted(set(trained)) and len(set(trained)) > 2  # every shape of the epoch, once each
+    assert all(length % 8 == 0 for _, length in trained)
+    assert f"ran each of the first epoch's {len(warmed)} batch shapes once" in log
+    monkeypatch.setattr(train_module, "warm_batch_shapes", lambda *args: 0)
+    main(train_args(tiny_model_dir, features_dir, tmp_path / "plain", *flags))
+    assert_same_weights(tmp_path / "warmed" / "model_0.pt", tmp_path / "plain" / "model_0.pt")
+
+
+def test_warming_batch_shapes_stops_above_its_limit(features_dir, task_defs):
+    from mt_dnn.batcher import Collater, TaskDataset
+    from mt_dnn.run_setup import warm_batch_shapes
+    from mt_dnn.sampler import MultiTaskBatchSampler
+
+    class Counting:  # counts the batches it is asked to run
+        runs = 0
+
+        def probe_memory(self, batch):
+            self.runs += 1
+
+    sets = [TaskDataset(Path(features_dir) / "rte_train.json", task_defs["rte"], "rte", 128, is_train=True)]
+    sampler, collate, model = MultiTaskBatchSampler(sets, 2), Collater(0, 128), Counting()
+    shapes = {(len(indices), collate.padded_length(max(sets[0].lengths()[i] for i in indices)))
+              for _, indices in sampler.epoch_plan(0)}
+    assert warm_batch_shapes(model, sampler, sets, collate) == len(shapes) == model.runs
+    model.runs = 0
+    assert warm_batch_shapes(model, sampler, sets, collate, limit=len(shapes) - 1) == 0 and model.runs == 0
+
+
 def saved_for_backward_bytes(encoder: torch.nn.Module, attention_mask: torch.Tensor) -> int:
     """Bytes of the distinct tensors the encoder's forward keeps for its backward, under bfloat16 autocast."""
     saved: dict[int, int] = {}
