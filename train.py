@@ -167,6 +167,9 @@ def setup(
     model = MTDNNModel.for_run(network, task_defs, train_opts, adv_opts, sampler.total_batches(train_opts.epochs), device, ctx)
     eval_settings = EvalSettings.of_run(model_opts, train_opts, device, ctx)
     preflight(model, train_sets, train_loader.collate_fn, list(eval_sets.values()), eval_collater, data, eval_settings)
+    precision = "bf16" if train_opts.bf16 else "fp16" if train_opts.fp16 else "fp32"
+    logger.info("%s on %s; training batches padded to a multiple of %d tokens (--pad_to_multiple_of)",
+                precision, device, data.pad_to_multiple_of)
     if device.type == "cpu":  # once every check has passed: a failing run's only line is its error
         configure_cpu_allocator(run.cpu_allocator)
         logger.info("CPU primitive caches (--cpu_primitive_cache): %s",

@@ -720,9 +720,7 @@ def options_from_args(args: argparse.Namespace) -> tuple[RunOptions, DataOptions
     device_type = "cuda" if args.cuda and torch.cuda.is_available() else "cpu"
     args.precision = resolve_precision(chosen or args.precision, device_type)
     args.attn_implementation = resolve_attention(args.attn_implementation, device_type)
-    if args.pad_to_multiple_of == "auto":
-        args.pad_to_multiple_of = resolve_pad_to_multiple_of("auto", device_type, args.precision)
-        logger.info("training batches padded to a multiple of %d tokens (--pad_to_multiple_of auto)", args.pad_to_multiple_of)
+    args.pad_to_multiple_of = resolve_pad_to_multiple_of(args.pad_to_multiple_of, device_type, args.precision)
     if args.optimizer_kernel == "compiled" and device_type != "cpu":
         raise MTDNNInputError("--optimizer_kernel compiled runs on a CPU only; on a GPU use auto or eager")
     args.fp16, args.bf16 = args.precision == "fp16", args.precision == "bf16"

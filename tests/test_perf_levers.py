@@ -158,6 +158,7 @@ def test_cpu_bf16_runs_each_batch_shape_of_the_epoch_once_after_update_1_and_cha
     assert sorted(warmed) == sorted(set(trained)) and len(set(trained)) > 2  # every shape of the epoch, once each
     assert all(length % 8 == 0 for _, length in trained)
     assert f"ran each of the first epoch's {len(warmed)} batch shapes once" in log
+    assert "bf16 on cpu; training batches padded to a multiple of 8 tokens" in log
     monkeypatch.setattr(train_module, "warm_batch_shapes", lambda *args: 0)
     main(train_args(tiny_model_dir, features_dir, tmp_path / "plain", *flags))
     assert_same_weights(tmp_path / "warmed" / "model_0.pt", tmp_path / "plain" / "model_0.pt")
