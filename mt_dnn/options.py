@@ -38,7 +38,7 @@ class DataOptions:
     data_sort_on: bool = False
     group_by_length: bool = True
     max_tokens_per_batch: int = 0
-    pad_to_multiple_of: int = 1
+    pad_to_multiple_of: int = 1  # resolved: train.py turns --pad_to_multiple_of auto into a number
     dataloader_num_workers: int = 2
 
 
