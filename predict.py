@@ -33,6 +33,7 @@ from mt_dnn.api import MTDNNPredictor, head_name
 from mt_dnn.batcher import Collater, TaskDataset, build_eval_loader
 from mt_dnn.checkpoint import RunCheckpoint
 from mt_dnn.encoder import encoder_limits
+from mt_dnn.host_memory import DEFAULT_PRIMITIVE_CACHE, bound_primitive_caches
 from mt_dnn.inference import EvalSettings, evaluate, flat_scores, format_metrics
 
 logger = logging.getLogger("mt_dnn")
@@ -146,6 +147,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.cuda and not torch.cuda.is_available():
         logger.warning("--cuda: no GPU is available, running on CPU")
     device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
+    if device.type == "cpu":  # before the first product: a bf16 run's kernels, one per batch length, cached as in training
+        bound_primitive_caches(DEFAULT_PRIMITIVE_CACHE)
 
     run = MTDNNPredictor.from_checkpoint(args.checkpoint, device).run
     task_id = select_task(run, args.task, args.task_id, args.checkpoint)

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 logger = logging.getLogger("mt_dnn")
 
 CPU_ALLOCATORS = ("keep", "system")
+# Kernels kept in each cache by default (``--cpu_primitive_cache``): room for those of every length padded to 8.
+DEFAULT_PRIMITIVE_CACHE = 512
 # oneDNN's primitive cache and ideep's LRU cache: each reads its capacity from the environment when a
 # process first builds a primitive.
 PRIMITIVE_CACHE_VARIABLES = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")

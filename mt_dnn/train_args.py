@@ -19,7 +19,7 @@ import torch
 from data_utils.errors import MTDNNInputError
 from mt_dnn.checkpoint import RESUME_FILE
 from mt_dnn.cpu_dropout import CPU_DROPOUTS
-from mt_dnn.host_memory import CPU_ALLOCATORS
+from mt_dnn.host_memory import CPU_ALLOCATORS, DEFAULT_PRIMITIVE_CACHE
 from mt_dnn.optim import check_scheduler_type, optimizer_factory
 from mt_dnn.options import (
     COMPILED_KERNEL_MIN_UPDATES,
@@ -530,12 +530,12 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     train.add_argument(
         "--cpu_primitive_cache",
         type=int,
-        default=512,
+        default=DEFAULT_PRIMITIVE_CACHE,
         help="on a CPU run: entries kept in each of oneDNN's and ideep's caches of matrix-product kernels, one "
         "per shape (~0.45 MB each); an update of one batch length needs about 20, so the default holds the kernels "
         "of the 16 lengths --pad_to_multiple_of 8 leaves below 128 tokens; the libraries' 1,024 let them grow by "
         "hundreds of MB where every length comes (at least 1: ideep crashes without a cache). The numbers are the "
-        "same; $ONEDNN_PRIMITIVE_CACHE_CAPACITY and $LRU_CACHE_CAPACITY win when set (default: 512)",
+        f"same; $ONEDNN_PRIMITIVE_CACHE_CAPACITY and $LRU_CACHE_CAPACITY win when set (default: {DEFAULT_PRIMITIVE_CACHE})",
     )
     train.add_argument(
         "--precision",
@@ -647,7 +647,7 @@ class RunOptions:
     compile: bool = False
     threads: int = 0
     cpu_allocator: str = "keep"
-    cpu_primitive_cache: int = 512
+    cpu_primitive_cache: int = DEFAULT_PRIMITIVE_CACHE
 
 
 def _pick(cls: type, args: argparse.Namespace, **overrides: Any) -> Any:

@@ -146,3 +146,13 @@ def test_cli_error_is_one_line(run_dir, features_dir, tmp_path):
     assert process.returncode == 2, process.stderr
     assert "Traceback" not in process.stderr
     assert process.stderr.rstrip().splitlines()[-1].startswith("error: ") and "task 'qnli' has no head" in process.stderr
+
+
+def test_the_kernel_caches_are_bounded_on_a_cpu(run_dir, features_dir, tmp_path, monkeypatch):
+    from test_host_memory import unset_cache_variables
+
+    from mt_dnn.host_memory import PRIMITIVE_CACHE_VARIABLES
+
+    unset_cache_variables(monkeypatch)
+    main(predict_args(run_dir, features_dir, tmp_path / "out.json"))
+    assert [os.environ[name] for name in PRIMITIVE_CACHE_VARIABLES] == ["512", "512"]
