@@ -62,6 +62,7 @@ from mt_dnn.model import MTDNNModel
 from mt_dnn.options import AdvOptions, DataOptions, ModelOptions, TrainOptions, options_to_dict
 from mt_dnn.run_history import RunHistory, write_history_and_plot
 from mt_dnn.run_setup import (
+    WARM_SHAPES_LIMIT,
     check_run,
     dataset_files,
     load_datasets,
@@ -256,7 +257,10 @@ def train_one_epoch(t: TrainingRun, epoch: int, start_position: int) -> None:
             if t.model.device.type == "cpu" and t.model.amp_dtype is not None and t.dist.world_size == 1:
                 warm_started = time.time()  # oneDNN's kernels for every batch shape, built once, now
                 shapes = warm_batch_shapes(t.model, t.sampler, t.train_loader.dataset.datasets, t.train_loader.collate_fn)
-                logger.info("ran each of the first epoch's %d batch shapes once (%.1fs)", shapes, time.time() - warm_started)
+                if shapes:
+                    logger.info("ran each of the first epoch's %d batch shapes once (%.1fs)", shapes, time.time() - warm_started)
+                else:
+                    logger.info("over %d distinct batch shapes: their kernels are built as they come", WARM_SHAPES_LIMIT)
             t.memory_probed = True
         updates = t.model.updates
         if clock.due(updates):
